@@ -54,10 +54,13 @@ def staged_directory(target: Path | str, *, replace: bool = True) -> Iterator[Pa
 
 @contextlib.contextmanager
 def staged_file(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; it is renamed over ``target`` when the block succeeds."""
+    """Yield a temporary path beside ``target``; it is renamed over ``target`` when the block succeeds.
+
+    The temporary name keeps ``target``'s suffix, for writers that insist on one (KFP's compiler does).
+    """
     target = Path(target)
     parent = _ensure_writable_parent(target)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=parent)
     os.close(fd)
     staging = Path(name)
     try:

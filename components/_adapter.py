@@ -1,0 +1,147 @@
+"""The adapter pattern, written once: how a step-library function becomes a containerized KFP component.
+
+Every component module declares one function with KFP ``Input``/``Output`` annotations and decorates it with
+:func:`step_component`. The decorator
+
+* builds a *containerized* Python component (``target_image``): the image already holds ``expforge`` and a
+  ``kfp_config.ini`` naming the module, so the compiled YAML carries no inline source and no ``pip install``;
+* registers the component under its step name, so the compiler can pin every step to the image that was
+  actually built (:func:`pinned_images`);
+* turns an :class:`~expforge.errors.ExpforgeError` into one clear line on stderr and exit status 2, instead
+  of a traceback that buries the message in the task log.
+
+The small helpers below map library results onto KFP's artifact types (``Dataset``/``Model`` metadata,
+``Metrics`` scalars, ``ClassificationMetrics`` confusion matrices, ``HTML``/``Markdown`` reports) so the Vertex
+UI shows them.
+"""
+
+import contextlib
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kfp import dsl
+from kfp.dsl import python_component
+
+from expforge.errors import ExpforgeError
+
+IMAGE_REPOSITORY_PREFIX = "expforge"
+DEFAULT_IMAGE_TAG = "latest"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STEP_COMPONENTS: dict[str, python_component.PythonComponent] = {}
+
+
+def default_image(step: str) -> str:
+    """The image a step runs in when no image map is given (``make images`` tags it too)."""
+    return f"{IMAGE_REPOSITORY_PREFIX}/{step}:{DEFAULT_IMAGE_TAG}"
+
+
+def step_function_name(step: str) -> str:
+    """Python name of a step's component function and module (``render-font-digits`` → ``render_font_digits``)."""
+    return step.replace("-", "_")
+
+
+def _exit_cleanly_on_bad_input(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ExpforgeError as exc:
+            print(f"expforge: error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def step_component(step: str) -> Callable[[F], python_component.PythonComponent]:
+    """Declare the containerized KFP component of ``step`` (its image: ``containers/<step>/Dockerfile``)."""
+
+    def decorate(func: F) -> python_component.PythonComponent:
+        if func.__name__ != step_function_name(step):
+            raise ValueError(f"component for step {step!r} must be named {step_function_name(step)!r}")
+        image = default_image(step)
+        component = dsl.component(base_image=image, target_image=image, install_kfp_package=False)(
+            _exit_cleanly_on_bad_input(func)
+        )
+        STEP_COMPONENTS[step] = component
+        return component
+
+    return decorate
+
+
+def load_all_components() -> dict[str, python_component.PythonComponent]:
+    """Import every component module so the registry is complete; return it."""
+    import importlib
+    import pkgutil
+
+    import expforge.components as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_") and module.name != "kfp_config":
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    return STEP_COMPONENTS
+
+
+def _set_image(component: python_component.PythonComponent, image: str) -> None:
+    container = component.component_spec.implementation.container
+    assert container is not None, "step components are container components"
+    container.image = image
+
+
+@contextlib.contextmanager
+def pinned_images(images: Mapping[str, str] | None) -> Iterator[None]:
+    """Within the block, every step component names the image from ``images`` (step → image reference).
+
+    Pipeline graphs copy a component's container spec when a task is created, so pipelines must be *built*
+    inside this block (see ``expforge.pipelines``). Images are restored afterwards.
+    """
+    components = load_all_components()
+    previous = {step: comp.component_spec.implementation.container.image for step, comp in components.items()}
+    try:
+        for step, component in components.items():
+            _set_image(component, (images or {}).get(step, default_image(step)))
+        yield
+    finally:
+        for step, image in previous.items():
+            _set_image(components[step], image)
+
+
+# --- mapping library results onto KFP artifacts ---------------------------------------------------------------
+
+
+def artifact_dir(artifact: dsl.Artifact) -> Path:
+    """The local path of an artifact that holds a directory (a dataset, an evaluation bundle)."""
+    return Path(artifact.path)
+
+
+def describe(artifact: dsl.Artifact, summary: Mapping[str, Any], **extra: Any) -> None:
+    """Copy a step's summary into the artifact's metadata (JSON-safe scalars, lists and dicts only)."""
+    for key, value in {**summary, **extra}.items():
+        artifact.metadata[key] = json.loads(json.dumps(value, default=str))
+
+
+def log_scalars(metrics: dsl.Metrics, values: Mapping[str, Any]) -> None:
+    """Log every numeric value of ``values`` as a KFP metric (the Vertex UI lists them per run)."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        metrics.log_metric(key, float(value))
+
+
+def log_confusion_matrix(
+    artifact: dsl.ClassificationMetrics, labels: list[int] | list[str], matrix: list[list[int]]
+) -> None:
+    """Log a confusion matrix so Vertex renders it as a ``system.ClassificationMetrics`` artifact."""
+    artifact.log_confusion_matrix([str(label) for label in labels], [[int(v) for v in row] for row in matrix])
+
+
+def write_text_artifact(artifact: dsl.Artifact, text: str) -> None:
+    """Write an HTML/Markdown report artifact (a single file at ``artifact.path``)."""
+    path = Path(artifact.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,44 @@
+"""evaluate: accuracy, macro-F1, per-class report and confusion matrix of a model on one split."""
+
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from expforge.components._adapter import (
+    artifact_dir,
+    describe,
+    log_confusion_matrix,
+    log_scalars,
+    step_component,
+    write_text_artifact,
+)
+
+
+class EvaluateOutputs(NamedTuple):
+    """Output parameters of ``evaluate``: what a pipeline gates on."""
+
+    accuracy: float
+    macro_f1: float
+
+
+@step_component("evaluate")
+def evaluate(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    metrics: Output[Metrics],
+    confusion_matrix: Output[ClassificationMetrics],
+    report: Output[HTML],
+    evaluation: Output[Artifact],
+    split: str = "test",
+) -> EvaluateOutputs:
+    """Evaluate ``model`` on ``split`` of ``dataset``; accuracy and macro-F1 are also output parameters so a
+    pipeline can gate on them (``dsl.If``)."""
+    from expforge.evaluate.classification import evaluate_model
+    from expforge.evaluate.report import render_html_report
+
+    result = evaluate_model(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation))
+    log_scalars(metrics, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "n": result["n"]})
+    log_confusion_matrix(confusion_matrix, result["labels"], result["confusion_matrix"])
+    write_text_artifact(report, render_html_report(result, artifact_dir(evaluation)))
+    describe(evaluation, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "split": split})
+    return EvaluateOutputs(float(result["accuracy"]), float(result["macro_f1"]))

@@ -1,0 +1,66 @@
+"""mnist-synthetic: does a classifier trained on font-rendered digits recognise real handwriting?
+
+bootstrap real MNIST ─┐
+                      ├─► train (synthetic train [+ a fraction of real train], validated on real val)
+render font digits ───┘        └─► evaluate on real test
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Model
+
+from expforge.components.bootstrap_mnist import bootstrap_mnist
+from expforge.components.evaluate import evaluate
+from expforge.components.render_font_digits import render_font_digits
+from expforge.components.train_sklearn import train_sklearn
+
+PIPELINE_NAME = "mnist-synthetic"
+
+
+class MnistSyntheticOutputs(NamedTuple):
+    """What a run of the pipeline yields: the trained model and its real-test accuracy."""
+
+    model: Model
+    accuracy: float
+
+
+def build() -> dsl.graph_component.GraphComponent:
+    """Build the pipeline graph (call inside ``pinned_images`` to choose the images)."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train on synthetic font digits (optionally plus a fraction of real MNIST), "
+        "validate on real val, evaluate on real test.",
+    )
+    def mnist_synthetic(
+        mnist_limit: int = 5000,
+        mnist_source: str = "auto",
+        font_count: int = 10000,
+        real_fraction: float = 0.0,
+        model_type: str = "logreg",
+        epochs: int = 10,
+        schedule: str = "mixed",
+        seed: int = 0,
+    ) -> MnistSyntheticOutputs:
+        real = bootstrap_mnist(limit=mnist_limit, source=mnist_source, seed=seed).set_display_name(
+            "bootstrap real MNIST"
+        )
+        synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
+        synthetic.set_cpu_limit("2").set_memory_limit("4G")
+        train = train_sklearn(
+            synthetic=synthetic.outputs["dataset"],
+            real=real.outputs["dataset"],
+            real_fraction=real_fraction,
+            model_type=model_type,
+            epochs=epochs,
+            schedule=schedule,
+            seed=seed,
+        ).set_display_name("train (scikit-learn)")
+        train.set_cpu_limit("2").set_memory_limit("4G")
+        scored = evaluate(model=train.outputs["model"], dataset=real.outputs["dataset"], split="test").set_display_name(
+            "evaluate on real test"
+        )
+        return MnistSyntheticOutputs(model=train.outputs["model"], accuracy=scored.outputs["accuracy"])
+
+    return mnist_synthetic

@@ -1,0 +1,5 @@
+"""``python -m expforge`` runs the CLI."""
+
+from expforge.cli import main
+
+main()

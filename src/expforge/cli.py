@@ -1,0 +1,184 @@
+"""The ``expforge`` command line: every step of the library, the compiler and the local runner.
+
+Commands import their step lazily so ``expforge --help`` stays fast and a command needs only its own extra.
+Bad input (:class:`~expforge.errors.ExpforgeError`) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from expforge.errors import ExpforgeError
+
+app = typer.Typer(
+    name="expforge",
+    help="Experiment Forge: containerized KFP v2 steps for ML experiments, compiled for Vertex AI, run locally.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(func: F) -> F:
+    """Print an ExpforgeError as ``expforge: error: ...`` and exit 2 (bad usage), never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ExpforgeError as exc:
+            typer.echo(f"expforge: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(name: str) -> Callable[[F], F]:
+    """Register a CLI command with one-line error reporting."""
+
+    def decorate(func: F) -> F:
+        app.command(name)(_one_line_errors(func))
+        return func
+
+    return decorate
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@app.callback()
+def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@command("bootstrap-mnist")
+def bootstrap_mnist(
+    limit: int = typer.Option(2000, "--limit", help="Number of real MNIST digits to take (stratified)."),
+    output: Path = typer.Option(Path("data/real/mnist"), "--output", help="Dataset directory to write."),
+    source: str = typer.Option("auto", "--source", help="auto|idx|openml|bundled (bundled: offline, 5,000 digits)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the stratified train/val/test split."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Base URL of the MNIST IDX files."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Fraction of each class put in val."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Fraction of each class put in test."),
+) -> None:
+    """Load real MNIST digits into the dataset layout with a deterministic stratified split."""
+    from expforge.data import mnist
+
+    extra: dict[str, Any] = {"base_url": base_url} if base_url else {}
+    summary = mnist.bootstrap_mnist(
+        limit, output, source=source, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, **extra
+    )
+    _print_json(summary)
+
+
+@command("generate-font-digits")
+def generate_font_digits(
+    count: int = typer.Option(5000, "--count", help="Number of digits to render (balanced over 0–9 and fonts)."),
+    output: Path = typer.Option(Path("data/synthetic/fonts"), "--output", help="Dataset directory to write."),
+    fonts: list[Path] = typer.Option([], "--fonts", help="Font directories or files (default: system fonts)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the augmentations."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
+    val_fraction: float = typer.Option(0.0, "--val-fraction", help="Fraction of rows put in split val."),
+) -> None:
+    """Render synthetic 28×28 MNIST-format digits from system fonts with seeded augmentations."""
+    from expforge.data.fonts import generate_font_digits as generate
+
+    summary = generate(count, output, fonts=fonts or None, seed=seed, workers=workers, val_fraction=val_fraction)
+    _print_json(summary)
+
+
+@command("train-sklearn")
+def train_sklearn(
+    train: list[Path] = typer.Option(..., "--train", help="Training dataset(s), in curriculum order."),
+    val: Path = typer.Option(..., "--val", help="Dataset whose val split validates each epoch."),
+    model_out: Path = typer.Option(Path("runs/model.joblib"), "--model-out", help="Where to save the model."),
+    model: str = typer.Option("logreg", "--model", help="logreg|svm|perceptron"),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs (per dataset with --schedule sequential)."),
+    train_fraction: list[float] = typer.Option([], "--train-fraction", help="Per --train: fraction of its rows."),
+    schedule: str = typer.Option("mixed", "--schedule", help="mixed (shuffle all) | sequential (in order)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Multi-epoch SGD (partial_fit) with train/val loss per epoch."""
+    from expforge.train.sklearn_trainer import train_sklearn as train_model
+
+    result = train_model(
+        train,
+        val,
+        model_out,
+        model=model,
+        epochs=epochs,
+        seed=seed,
+        train_fractions=train_fraction or None,
+        schedule=schedule,
+    )
+    for epoch in result.history:
+        typer.echo(
+            f"epoch {epoch.epoch:>3} [{epoch.phase}] train_loss={epoch.train_loss:.4f} val_loss={epoch.val_loss:.4f}"
+            f" train_acc={epoch.train_accuracy:.4f} val_acc={epoch.val_accuracy:.4f}"
+        )
+    typer.echo(f"model: {result.model_path}")
+
+
+@command("evaluate")
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="A model saved by train-sklearn."),
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset directory."),
+    split: str = typer.Option("test", "--split", help="train|val|test"),
+    output: Path = typer.Option(Path("runs/evaluation"), "--output", help="Directory for metrics and plots."),
+) -> None:
+    """Accuracy, macro-F1, per-class report and a confusion-matrix PNG."""
+    from expforge.evaluate.classification import evaluate_model
+
+    result = evaluate_model(model, dataset, split=split, output=output)
+    typer.echo(f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f} n={result['n']}")
+    typer.echo(f"outputs: {output}")
+
+
+@command("visualize-samples")
+def visualize_samples(
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset directory."),
+    output: Path = typer.Option(Path("runs/samples.png"), "--output", help="PNG to write."),
+    per_class: int = typer.Option(8, "--per-class", help="Samples per digit."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """A labelled grid of sample images (rows are digits 0–9)."""
+    from expforge.viz.samples import visualize_samples as draw
+
+    typer.echo(str(draw(dataset, output, per_class=per_class, seed=seed)))
+
+
+@command("compile")
+def compile_pipelines(
+    pipeline: list[str] = typer.Option([], "--pipeline", help="Pipeline name(s) (default: all)."),
+    images: Path | None = typer.Option(None, "--images", help="Image map JSON (step → image), e.g. build/images.json."),
+    output: Path = typer.Option(Path("build/pipelines"), "--output", help="Directory for the compiled YAML."),
+) -> None:
+    """Compile pipelines to the pipeline-spec YAML that Vertex AI and `expforge run` execute."""
+    from expforge.pipelines.compile import compile_pipelines as compile_all
+    from expforge.pipelines.compile import read_image_map
+
+    image_map = read_image_map(images) if images else None
+    for path in compile_all(output, pipeline or None, image_map):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    """Entry point that also works as ``python -m expforge``."""
+    app(prog_name="expforge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
