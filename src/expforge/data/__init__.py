@@ -1,0 +1,1 @@
+"""Datasets on disk: the shared ``labels.csv`` + ``images/`` layout and the steps that produce it."""

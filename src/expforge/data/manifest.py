@@ -1,0 +1,229 @@
+"""The dataset layout every step shares: ``<dataset>/labels.csv`` (``path,label,split``, extra columns
+allowed) plus ``images/*.png`` (28×28 grayscale, white digit on black) and a ``dataset.json`` summary.
+
+Readers validate strictly and fail with one line naming the file, the row and what was expected, because a
+silently skipped row is a silently different experiment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from expforge.atomic import staged_directory
+from expforge.errors import ExpforgeError
+
+MANIFEST_NAME = "labels.csv"
+SUMMARY_NAME = "dataset.json"
+IMAGES_DIR = "images"
+REQUIRED_COLUMNS = ("path", "label", "split")
+SPLITS = ("train", "val", "test")
+IMAGE_SIZE = 28
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One labelled image; ``path`` is relative to the dataset directory."""
+
+    path: str
+    label: int
+    split: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def check_split(split: str, *, where: str = "--split") -> str:
+    """Return ``split`` if it is one of ``SPLITS``; otherwise raise a one-line error naming ``where``."""
+    if split not in SPLITS:
+        raise ExpforgeError(f"{where}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split
+
+
+def parse_manifest(text: str, *, source: str = MANIFEST_NAME) -> list[ManifestRow]:
+    """Parse manifest text; ``source`` names the file in error messages. Rows are numbered as in the file
+    (the header is line 1)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames
+    if not header:
+        raise ExpforgeError(f"{source}: empty file; expected a header with columns {','.join(REQUIRED_COLUMNS)}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ExpforgeError(
+            f"{source}: header is missing column(s) {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}"
+        )
+    if len(set(header)) != len(header):
+        raise ExpforgeError(f"{source}: header has duplicate column names: {','.join(header)}")
+    extra_columns = [c for c in header if c not in REQUIRED_COLUMNS]
+    rows: list[ManifestRow] = []
+    seen_paths: set[str] = set()
+    for line_no, record in enumerate(reader, start=2):
+        where = f"{source} line {line_no}"
+        if None in record:
+            raise ExpforgeError(f"{where}: more fields than the {len(header)} header columns")
+        if any(record[c] is None for c in header):
+            raise ExpforgeError(f"{where}: fewer fields than the {len(header)} header columns")
+        path = record["path"].strip()
+        if not path:
+            raise ExpforgeError(f"{where}: empty path")
+        if path.startswith("/") or ".." in Path(path).parts:
+            raise ExpforgeError(f"{where}: path {path!r} must be relative to the dataset directory")
+        if path in seen_paths:
+            raise ExpforgeError(f"{where}: path {path!r} is listed twice")
+        seen_paths.add(path)
+        raw_label = record["label"].strip()
+        try:
+            label = int(raw_label)
+        except ValueError:
+            raise ExpforgeError(f"{where}: label {raw_label!r} is not an integer") from None
+        if label < 0:
+            raise ExpforgeError(f"{where}: label {label} is negative; expected a class index ≥ 0")
+        split = record["split"].strip()
+        check_split(split, where=where)
+        rows.append(ManifestRow(path, label, split, {c: record[c] for c in extra_columns}))
+    return rows
+
+
+def read_manifest(dataset_dir: Path | str) -> list[ManifestRow]:
+    """Read and validate ``<dataset_dir>/labels.csv``."""
+    manifest = Path(dataset_dir) / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ExpforgeError(f"{manifest}: not found; expected a dataset directory with {MANIFEST_NAME}")
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExpforgeError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_manifest(text, source=str(manifest))
+
+
+def select_rows(
+    rows: Sequence[ManifestRow], splits: Iterable[str], *, source: str = MANIFEST_NAME
+) -> list[ManifestRow]:
+    """Rows whose split is in ``splits`` (validated); an empty selection is an error."""
+    wanted = {check_split(s) for s in splits}
+    chosen = [r for r in rows if r.split in wanted]
+    if not chosen:
+        raise ExpforgeError(f"{source}: no rows in split(s) {', '.join(sorted(wanted))}")
+    return chosen
+
+
+def load_image(dataset_dir: Path, row: ManifestRow, *, line_hint: str = "") -> np.ndarray:
+    """Load one 28×28 grayscale PNG as ``uint8``; raise a one-line error for a missing or non-PNG file."""
+    path = dataset_dir / row.path
+    where = f"{path}{line_hint}"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ExpforgeError(f"{where}: image listed in {MANIFEST_NAME} does not exist") from None
+    except IsADirectoryError:
+        raise ExpforgeError(f"{where}: expected a PNG file, found a directory") from None
+    if not data.startswith(PNG_SIGNATURE):
+        raise ExpforgeError(f"{where}: not a PNG file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            array = np.asarray(image.convert("L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ExpforgeError(f"{where}: unreadable PNG ({exc})") from None
+    if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ExpforgeError(f"{where}: image is {array.shape[1]}×{array.shape[0]}; expected 28×28")
+    return array
+
+
+def load_arrays(
+    dataset_dir: Path | str, splits: Iterable[str] = ("train",), *, num_classes: int | None = 10
+) -> tuple[np.ndarray, np.ndarray, list[ManifestRow]]:
+    """Load the images of ``splits`` as ``X`` (N×28×28 ``uint8``) and ``y`` (N ``int64``), with their rows.
+
+    ``num_classes`` bounds the labels (0..num_classes-1); ``None`` accepts any non-negative label.
+    """
+    dataset_dir = Path(dataset_dir)
+    manifest = dataset_dir / MANIFEST_NAME
+    rows = select_rows(read_manifest(dataset_dir), splits, source=str(manifest))
+    if num_classes is not None:
+        for row in rows:
+            if row.label >= num_classes:
+                raise ExpforgeError(
+                    f"{manifest}: row {row.path!r} has label {row.label}; expected 0–{num_classes - 1}"
+                )
+    images = np.empty((len(rows), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        images[i] = load_image(dataset_dir, row)
+    labels = np.fromiter((r.label for r in rows), dtype=np.int64, count=len(rows))
+    return images, labels, rows
+
+
+def summarize(rows: Sequence[ManifestRow]) -> dict[str, object]:
+    """Counts per split and per label: what ``dataset.json`` and KFP artifact metadata report."""
+    per_split = Counter(r.split for r in rows)
+    per_label = Counter(r.label for r in rows)
+    return {
+        "rows": len(rows),
+        "splits": {s: per_split[s] for s in SPLITS if per_split[s]},
+        "labels": {str(k): per_label[k] for k in sorted(per_label)},
+    }
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode a 28×28 ``uint8`` array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def write_manifest(directory: Path, rows: Sequence[ManifestRow], extra_columns: Sequence[str] = ()) -> None:
+    """Write ``labels.csv`` for ``rows`` (the caller stages ``directory``)."""
+    with open(directory / MANIFEST_NAME, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([*REQUIRED_COLUMNS, *extra_columns])
+        for row in rows:
+            writer.writerow([row.path, row.label, row.split, *(row.extra.get(c, "") for c in extra_columns)])
+
+
+def write_summary(directory: Path, rows: Sequence[ManifestRow], info: dict[str, object]) -> dict[str, object]:
+    """Write ``dataset.json`` (counts plus producer ``info``) and return it."""
+    summary = {**info, **summarize(rows)}
+    (directory / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return summary
+
+
+def write_dataset(
+    output: Path | str,
+    images: Iterable[tuple[np.ndarray | bytes, int, str, dict[str, str]]],
+    *,
+    extra_columns: Sequence[str] = (),
+    info: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """Write a whole dataset atomically from ``(image, label, split, extra)`` items; return its summary.
+
+    ``image`` is a 28×28 ``uint8`` array or already-encoded PNG bytes. Files are named by position
+    (``images/000000.png``) so the same inputs give the same dataset byte for byte.
+    """
+    output = Path(output)
+    rows: list[ManifestRow] = []
+    with staged_directory(output) as staging:
+        (staging / IMAGES_DIR).mkdir()
+        for index, (image, label, split, extra) in enumerate(images):
+            relative = f"{IMAGES_DIR}/{index:06d}.png"
+            data = image if isinstance(image, bytes) else encode_png(image)
+            (staging / relative).write_bytes(data)
+            rows.append(ManifestRow(relative, int(label), check_split(split, where="dataset writer"), extra))
+        if not rows:
+            raise ExpforgeError(f"{output}: refusing to write an empty dataset")
+        write_manifest(staging, rows, extra_columns)
+        summary = write_summary(staging, rows, info or {})
+    return summary
+
+
+def iter_batches(items: Sequence[object], size: int) -> Iterator[Sequence[object]]:
+    """Consecutive slices of ``items`` of at most ``size`` elements."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
