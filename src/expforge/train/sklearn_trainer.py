@@ -1,0 +1,315 @@
+"""Multi-epoch SGD classifiers (scikit-learn ``partial_fit``) with train and validation loss per epoch.
+
+Linear models on raw pixels are the baseline every synthetic-data experiment is measured against: they train
+in seconds, and their epoch curves show whether synthetic digits help before real ones are added.
+
+Preprocessing is a fixed scale to [0, 1], not a standardisation fitted on the training data: measured on the
+bundled digits (2,000 digits, 3 seeds, held-out 3,400), averaged SGD on [0, 1] pixels reached 0.881 accuracy,
+standardised plain SGD 0.872 and plain SGD on [0, 1] 0.848; and a fixed scale cannot carry statistics of
+synthetic digits over to real ones. The model is averaged SGD (Polyak averaging), which removes most of the
+epoch-to-epoch jitter; with a curriculum the average covers the last phase only, so fine-tuning on real digits
+is not diluted by the weights of the synthetic phase. The default ``alpha=1e-3`` (L2 strength) keeps the
+weights small enough for honest losses: with 1e-4 the validation log loss rose while accuracy stalled.
+
+Scikit-learn and joblib are imported inside functions: the module is importable by light code paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from expforge.atomic import staged_file
+from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
+from expforge.data.mnist import stratified_sample
+from expforge.errors import ExpforgeError
+
+MODEL_FORMAT = "expforge.sklearn-model"
+MODEL_FORMAT_VERSION = 1
+CLASSES = tuple(range(10))
+LOSSES = {"logreg": "log_loss", "svm": "hinge", "perceptron": "perceptron"}
+SCHEDULES = ("mixed", "sequential")
+PIXEL_SCALE = 1.0 / 255.0
+MIXED_PHASE = "mixed"
+
+
+@dataclass
+class EpochMetrics:
+    """One epoch: ``phase`` is ``mixed`` or, in a curriculum, ``<stage index>:<dataset name>``."""
+
+    epoch: int
+    phase: str
+    train_loss: float
+    val_loss: float
+    train_accuracy: float
+    val_accuracy: float
+
+
+@dataclass
+class TrainResult:
+    """Where the model was saved, its epoch history, the last epoch's metrics and the run's parameters."""
+
+    model_path: Path
+    history: list[EpochMetrics]
+    final: dict[str, float]
+    params: dict[str, object]
+
+
+@dataclass
+class _Stage:
+    """The training rows of one dataset after ``train_fractions``."""
+
+    path: Path
+    fraction: float
+    features: np.ndarray
+    labels: np.ndarray
+    rows: int
+
+
+def preprocess(images: np.ndarray, scale: float = PIXEL_SCALE) -> np.ndarray:
+    """N×28×28 (or N×784) raw 0–255 pixels → N×784 ``float32`` features in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim == 3 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
+        images = images.reshape(len(images), -1)
+    if images.ndim != 2 or images.shape[1] != IMAGE_SIZE * IMAGE_SIZE:
+        raise ExpforgeError(f"images: got shape {images.shape}; expected N×28×28 or N×784 pixels")
+    return images.astype(np.float32) * np.float32(scale)
+
+
+def _check_options(
+    train: Sequence[Path | str],
+    model: str,
+    epochs: int,
+    seed: int,
+    schedule: str,
+    batch_size: int,
+    alpha: float,
+    train_fractions: Sequence[float] | None,
+) -> list[float]:
+    """Validate every flag before any data is read; return the fraction per training dataset."""
+    if model not in LOSSES:
+        raise ExpforgeError(f"--model: unknown model {model!r}; expected one of {', '.join(LOSSES)}")
+    if schedule not in SCHEDULES:
+        raise ExpforgeError(f"--schedule: unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if not train:
+        raise ExpforgeError("--train: at least one training dataset is required")
+    if epochs < 1:
+        raise ExpforgeError(f"--epochs: {epochs} is not a positive number of epochs")
+    if seed < 0:
+        raise ExpforgeError(f"--seed: {seed} is negative; expected an integer ≥ 0")
+    if batch_size < 1:
+        raise ExpforgeError(f"--batch-size: {batch_size} is not a positive batch size")
+    if not alpha > 0:
+        raise ExpforgeError(f"--alpha: {alpha} is not a positive regularisation strength")
+    fractions = [1.0] * len(train) if train_fractions is None else [float(f) for f in train_fractions]
+    if len(fractions) != len(train):
+        raise ExpforgeError(
+            f"--train-fraction: {len(fractions)} value(s) for {len(train)} --train dataset(s); give one per --train"
+        )
+    for path, fraction in zip(train, fractions, strict=True):
+        if not 0.0 < fraction <= 1.0:
+            raise ExpforgeError(f"--train-fraction: {fraction} for {path} is not in (0, 1]")
+    return fractions
+
+
+def _load_stage(path: Path, fraction: float, split: str, rng: np.random.Generator) -> _Stage:
+    images, labels, _ = load_arrays(path, [split])
+    if fraction < 1.0:
+        keep = stratified_sample(labels, max(1, round(len(labels) * fraction)), rng)
+        images, labels = images[keep], labels[keep]
+    return _Stage(path, fraction, preprocess(images), labels, rows=len(labels))
+
+
+def _new_estimator(model: str, alpha: float, seed: int, average: bool | int) -> Any:
+    from sklearn.linear_model import SGDClassifier
+
+    # shuffle=False: epochs are shuffled here, by a seeded generator, so runs repeat exactly.
+    return SGDClassifier(loss=LOSSES[model], alpha=alpha, random_state=seed, shuffle=False, average=average)
+
+
+def _measure(estimator: Any, model: str, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(loss, accuracy): log loss for logreg; multiclass hinge loss of the decision function otherwise."""
+    from sklearn.metrics import accuracy_score, hinge_loss, log_loss
+
+    labels_list = list(CLASSES)
+    if model == "logreg":
+        loss = log_loss(labels, estimator.predict_proba(features), labels=labels_list)
+    else:
+        loss = hinge_loss(labels, estimator.decision_function(features), labels=labels_list)
+    return float(loss), float(accuracy_score(labels, estimator.predict(features)))
+
+
+def _run_epoch(
+    estimator: Any, features: np.ndarray, labels: np.ndarray, *, batch_size: int, rng: np.random.Generator
+) -> None:
+    """One pass in a fresh seeded order, ``partial_fit`` batch by batch."""
+    classes = np.array(CLASSES)
+    order = rng.permutation(len(labels))
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        estimator.partial_fit(features[batch], labels[batch], classes=classes)
+
+
+def train_sklearn(
+    train: Sequence[Path | str],
+    val: Path | str,
+    model_out: Path | str,
+    *,
+    model: str = "logreg",
+    epochs: int = 10,
+    seed: int = 0,
+    train_fractions: Sequence[float] | None = None,
+    schedule: str = "mixed",
+    batch_size: int = 256,
+    alpha: float = 1e-3,
+    train_split: str = "train",
+    val_split: str = "val",
+    average: bool = True,
+) -> TrainResult:
+    """Train an SGD linear classifier on ``train`` (in order), validating on ``val``'s ``val_split`` each epoch.
+
+    ``schedule="mixed"`` reshuffles the union of all training rows every epoch. ``"sequential"`` is a
+    curriculum: ``epochs`` epochs on the first dataset, then ``epochs`` on the next, and so on (synthetic
+    first, then real); every epoch records which phase it belongs to, and its train metrics are measured on
+    that phase's rows. ``train_fractions`` keeps a seeded, stratified fraction of each dataset's train rows.
+    The model is written atomically (a failed run leaves no file at ``model_out``).
+    """
+    fractions = _check_options(train, model, epochs, seed, schedule, batch_size, alpha, train_fractions)
+    check_split(train_split, where="--train-split")
+    check_split(val_split, where="--val-split")
+    model_out = Path(model_out)
+    if model_out.is_dir():
+        raise ExpforgeError(f"--model-out: {model_out} is a directory; expected a file path")
+    stages = [
+        _load_stage(Path(path), fraction, train_split, np.random.default_rng([seed, index]))
+        for index, (path, fraction) in enumerate(zip(train, fractions, strict=True))
+    ]
+    val_images, val_labels, _ = load_arrays(val, [val_split])
+    val_features = preprocess(val_images)
+
+    if schedule == "mixed":
+        phases = [
+            (
+                MIXED_PHASE,
+                np.concatenate([s.features for s in stages]),
+                np.concatenate([s.labels for s in stages]),
+            )
+        ]
+    else:
+        phases = [(f"{i}:{s.path.name}", s.features, s.labels) for i, s in enumerate(stages)]
+    # Averaging starts with the last phase: earlier phases initialise the weights, the last one is averaged.
+    samples_before_last = epochs * sum(len(labels) for _, _, labels in phases[:-1])
+    average_from: bool | int = (samples_before_last + 1 if samples_before_last else True) if average else False
+    estimator = _new_estimator(model, alpha, seed, average_from)
+
+    rng = np.random.default_rng(seed)
+    history: list[EpochMetrics] = []
+    for phase, features, labels in phases:
+        for _ in range(epochs):
+            _run_epoch(estimator, features, labels, batch_size=batch_size, rng=rng)
+            train_loss, train_accuracy = _measure(estimator, model, features, labels)
+            val_loss, val_accuracy = _measure(estimator, model, val_features, val_labels)
+            history.append(EpochMetrics(len(history) + 1, phase, train_loss, val_loss, train_accuracy, val_accuracy))
+
+    last = history[-1]
+    final = {
+        "train_loss": last.train_loss,
+        "val_loss": last.val_loss,
+        "train_accuracy": last.train_accuracy,
+        "val_accuracy": last.val_accuracy,
+    }
+    params: dict[str, object] = {
+        "model": model,
+        "loss": LOSSES[model],
+        "epochs": epochs,
+        "epochs_total": len(history),
+        "seed": seed,
+        "schedule": schedule,
+        "batch_size": batch_size,
+        "alpha": alpha,
+        "average": average,
+        "train": [str(s.path) for s in stages],
+        "train_fractions": fractions,
+        "train_rows": [s.rows for s in stages],
+        "train_split": train_split,
+        "val": str(val),
+        "val_split": val_split,
+        "val_rows": len(val_labels),
+    }
+    save_model(model_out, estimator, params=params, history=history)
+    return TrainResult(model_out, history, final, params)
+
+
+# --- the saved model ------------------------------------------------------------------------------------------
+
+
+def save_model(path: Path | str, estimator: Any, *, params: dict[str, object], history: list[EpochMetrics]) -> Path:
+    """Write the model bundle with joblib through a temporary file, so ``path`` is whole or untouched."""
+    import joblib
+    import sklearn
+
+    bundle = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "estimator": estimator,
+        "classes": list(CLASSES),
+        "preprocessing": {"input_shape": [IMAGE_SIZE, IMAGE_SIZE], "scale": PIXEL_SCALE},
+        "params": params,
+        "history": [dataclasses.asdict(epoch) for epoch in history],
+        "sklearn_version": sklearn.__version__,
+    }
+    path = Path(path)
+    with staged_file(path) as staging:
+        joblib.dump(bundle, staging)
+    return path
+
+
+def load_model(path: Path | str) -> dict[str, Any]:
+    """Load and validate a bundle written by :func:`train_sklearn`.
+
+    Joblib files are pickles: load only models you produced (a pipeline's own artifacts).
+    """
+    import joblib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExpforgeError(f"{path}: model file not found")
+    try:
+        bundle = joblib.load(path)
+    except Exception as exc:  # a truncated or foreign file can fail in many ways inside unpickling
+        raise ExpforgeError(f"{path}: not an expforge sklearn model (unreadable: {type(exc).__name__})") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != MODEL_FORMAT:
+        raise ExpforgeError(f"{path}: not an expforge sklearn model (no {MODEL_FORMAT!r} marker)")
+    version = bundle.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise ExpforgeError(
+            f"{path}: model format version {version!r}; this expforge reads version {MODEL_FORMAT_VERSION}"
+        )
+    estimator = bundle.get("estimator")
+    preprocessing = bundle.get("preprocessing")
+    if not hasattr(estimator, "predict") or not hasattr(estimator, "classes_"):
+        raise ExpforgeError(f"{path}: model bundle holds no fitted estimator")
+    if not isinstance(preprocessing, dict) or not isinstance(preprocessing.get("scale"), float):
+        raise ExpforgeError(f"{path}: model bundle has no valid preprocessing spec")
+    return bundle
+
+
+def predict(bundle: dict[str, Any], images: np.ndarray) -> np.ndarray:
+    """Predicted labels for raw 0–255 images (N×28×28 or N×784)."""
+    features = preprocess(images, bundle["preprocessing"]["scale"])
+    return np.asarray(bundle["estimator"].predict(features), dtype=np.int64)
+
+
+def predict_proba(bundle: dict[str, Any], images: np.ndarray) -> np.ndarray | None:
+    """Class probabilities (N×10, columns in ``bundle["classes"]`` order), or ``None`` for models without them
+    (hinge and perceptron losses give scores, not probabilities)."""
+    estimator = bundle["estimator"]
+    if getattr(estimator, "loss", None) != "log_loss":
+        return None
+    features = preprocess(images, bundle["preprocessing"]["scale"])
+    return np.asarray(estimator.predict_proba(features))
