@@ -17,6 +17,7 @@ UI shows them.
 
 import contextlib
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +56,8 @@ def _exit_cleanly_on_bad_input(func: F) -> F:
             print(f"expforge: error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
+    # KFP's executor reads the parameters with inspect.getfullargspec, which does not follow __wrapped__.
+    wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import typer
 
 from expforge.errors import ExpforgeError
+from expforge.local_runner.cli import run as run_pipeline_command
 
 app = typer.Typer(
     name="expforge",
@@ -173,6 +174,9 @@ def compile_pipelines(
     image_map = read_image_map(images) if images else None
     for path in compile_all(output, pipeline or None, image_map):
         typer.echo(str(path))
+
+
+app.command("run", help="Run a compiled pipeline YAML locally (Docker images or subprocesses).")(run_pipeline_command)
 
 
 def main() -> None:

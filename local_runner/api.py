@@ -1,0 +1,214 @@
+"""The programmatic entry point: ``run_pipeline(spec, params, ...) -> RunResult``.
+
+Everything that can be checked before a task starts is checked here and raised as one
+:class:`~expforge.errors.ExpforgeError` line (bad YAML, unknown or mistyped parameters, a missing image, Docker
+not running, a GPU request on a host without one), so a bad invocation never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expforge.errors import ExpforgeError
+from expforge.local_runner.artifacts import LocalStorage, RuntimeArtifact, content_digest
+from expforge.local_runner.backends import Backend, select_backend
+from expforge.local_runner.cache import TaskCache
+from expforge.local_runner.context import Outcome, RunContext
+from expforge.local_runner.progress import ProgressReporter
+from expforge.local_runner.record import RunRecord, TaskState, now_iso
+from expforge.local_runner.resources import host_gpu_count, resource_request
+from expforge.local_runner.scheduler import Scheduler, Scope
+from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
+from expforge.local_runner.values import resolve_pipeline_inputs
+
+CACHE_DIR_NAME = ".cache"
+
+
+def default_parallelism() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. in containers and CI)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a run; ``record`` is the content of ``run.json``."""
+
+    run_id: str
+    run_dir: Path
+    state: str
+    pipeline_outputs: dict[str, Any]
+    record: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        """The pipeline finished and every task that had to run succeeded."""
+        return self.state == "SUCCEEDED"
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """Per-task records, keyed like ``run.json``."""
+        return self.record["tasks"]
+
+    @property
+    def record_path(self) -> Path:
+        """Where ``run.json`` is."""
+        return self.run_dir / "run.json"
+
+
+def _new_run_id(pipeline_name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in pipeline_name).strip("-") or "pipeline"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _check_accelerators(spec: PipelineSpecFile, gpu_count: int, allow_cpu_fallback: bool) -> None:
+    """Fail early for GPU requests this host cannot honour (``--allow-cpu-fallback`` runs them without a GPU
+    when the host has none; each such task then warns as it starts)."""
+    wanting = []
+    for label, executor in sorted(spec.deployment.executors.items()):
+        if executor.HasField("container"):
+            request = resource_request(executor.container)
+            if request.accelerator_count > gpu_count:
+                wanting.append(f"{label.removeprefix('exec-')} ({request.describe()})")
+    if not wanting:
+        return
+    if gpu_count == 0:
+        if allow_cpu_fallback:
+            return
+        raise ExpforgeError(
+            f"{', '.join(wanting)} requests a GPU but this host has none (nvidia-smi lists no GPU); "
+            "pass --allow-cpu-fallback to run without it"
+        )
+    raise ExpforgeError(f"{', '.join(wanting)} requests more GPUs than this host has ({gpu_count})")
+
+
+def _root_artifacts(spec: PipelineSpecFile, given: Mapping[str, str]) -> dict[str, list[RuntimeArtifact]]:
+    storage = LocalStorage()
+    artifacts = {}
+    for name, uri in given.items():
+        if "://" not in uri:
+            uri = str(Path(uri).expanduser().absolute())
+        schema = spec.root.input_definitions.artifacts[name].artifact_type
+        digest = content_digest(storage.local_path(uri))
+        artifacts[name] = [RuntimeArtifact.of_type(name, uri, schema, digest=digest)]
+    return artifacts
+
+
+def _pipeline_outputs(outcome: Outcome) -> dict[str, Any]:
+    outputs: dict[str, Any] = dict(outcome.parameters)
+    for name, items in outcome.artifacts.items():
+        outputs[name] = [artifact.uri for artifact in items]
+    return outputs
+
+
+def run_pipeline(
+    spec_path: Path | str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    backend: str | Backend = "auto",
+    root: Path | str = "runs",
+    max_parallel: int | None = None,
+    use_cache: bool = True,
+    allow_cpu_fallback: bool = False,
+    progress: ProgressReporter | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Execute a compiled pipeline YAML locally and return its result (``run.json`` is written as it goes).
+
+    ``params`` maps pipeline parameter names to values; strings are parsed by the declared type (as from the
+    command line), other values are type-checked. ``backend`` is ``"auto"``, ``"docker"``, ``"subprocess"``
+    or a :class:`~expforge.local_runner.backends.Backend` instance. Raises :class:`ExpforgeError` for bad input;
+    a failing *task* is not an exception but a ``FAILED`` result.
+    """
+    spec = load_pipeline_spec(spec_path)
+    parameters, artifact_inputs = resolve_pipeline_inputs(spec.root, dict(params or {}))
+    if max_parallel is not None and max_parallel < 1:
+        raise ExpforgeError(f"--max-parallel must be at least 1, got {max_parallel}")
+    slots = max_parallel or default_parallelism()
+    containers = [e.container for e in spec.deployment.executors.values() if e.HasField("container")]
+    gpu_count = host_gpu_count() if any(resource_request(c).accelerator_count for c in containers) else 0
+    _check_accelerators(spec, gpu_count, allow_cpu_fallback)
+    root_artifacts = _root_artifacts(spec, artifact_inputs)
+    root_dir = Path(root).expanduser().absolute()
+    run_id = run_id or _new_run_id(spec.name)
+    run_dir = root_dir / run_id
+
+    runner = select_backend(backend, max_parallel=slots) if isinstance(backend, str) else backend
+    try:
+        runner.check_images(spec.container_images())
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise ExpforgeError(f"cannot create run directory {run_dir} ({exc.strerror or exc})") from exc
+        header = {
+            "run_id": run_id,
+            "pipeline": spec.name,
+            "pipeline_file": str(Path(spec_path).absolute()),
+            "backend": runner.name,
+            "max_parallel": slots,
+            "cache": use_cache,
+            "parameters": parameters,
+            "started": now_iso(),
+        }
+        ctx = RunContext(
+            spec=spec,
+            run_id=run_id,
+            run_dir=run_dir,
+            backend=runner,
+            storage=LocalStorage(),
+            cache=TaskCache(root_dir / CACHE_DIR_NAME) if use_cache else None,
+            record=RunRecord(run_dir / "run.json", header),
+            progress=progress or ProgressReporter(),
+            slots=threading.BoundedSemaphore(slots),
+            create_time_utc=now_iso(),
+            gpu_count=gpu_count,
+            allow_cpu_fallback=allow_cpu_fallback,
+        )
+        return _run(ctx, Scope(parameters, root_artifacts))
+    finally:
+        runner.close()
+
+
+def _run(ctx: RunContext, scope: Scope) -> RunResult:
+    """Execute the root DAG, then finalize ``run.json`` and the progress view."""
+    ctx.record.write()
+    ctx.progress.start(ctx.run_id, str(ctx.run_dir), ctx.backend.name)
+    for note in ctx.spec.ignored_platform_settings:
+        ctx.warn(f"platform spec: {note} are ignored by the local runner")
+    try:
+        outcome = _execute(ctx, scope)
+    finally:
+        ctx.record.set_header("warnings", list(ctx.warnings))
+    state = {TaskState.SUCCEEDED: "SUCCEEDED", TaskState.CANCELLED: "CANCELLED"}.get(outcome.state, "FAILED")
+    ctx.record.finish(state, _pipeline_outputs(outcome) if state == "SUCCEEDED" else {}, outcome.error)
+    ctx.progress.stop(state, str(ctx.run_dir))
+    document = ctx.record.to_json()
+    return RunResult(ctx.run_id, ctx.run_dir, state, document["pipeline_outputs"], document, list(ctx.warnings))
+
+
+def _execute(ctx: RunContext, scope: Scope) -> Outcome:
+    """Run the root DAG in a worker thread so that Ctrl-C reaches the main thread and cancels cleanly."""
+    box: list[Outcome] = []
+    worker = threading.Thread(
+        target=lambda: box.append(Scheduler(ctx).run_dag(ctx.spec.root, scope)), name="expforge:root", daemon=True
+    )
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        ctx.cancel.set()
+        ctx.backend.cancel_all()
+        worker.join()
+        box[:] = [Outcome(TaskState.CANCELLED, error="interrupted")]
+    return box[0] if box else Outcome(TaskState.FAILED, error="internal error: the scheduler stopped unexpectedly")

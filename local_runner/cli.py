@@ -1,0 +1,70 @@
+"""``expforge run``: the command-line face of :func:`~expforge.local_runner.api.run_pipeline`.
+
+Exit status: 0 when the pipeline succeeded, 1 when it failed (or was interrupted: 130), 2 for bad usage
+(one ``expforge: error: ...`` line on stderr). Progress and the summary go to stderr; the run directory is
+the last line on stdout, so ``RUN=$(expforge run x.yaml | tail -1)`` works.
+
+Register with ``app.command("run")(run)``; the function also works inside any other Typer app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from expforge.errors import ExpforgeError
+
+_BACKEND_HELP = "auto (Docker when a daemon answers, else subprocess) | docker | subprocess."
+
+
+def run(
+    pipeline: Path = typer.Argument(..., help="Compiled pipeline spec YAML (from `expforge compile`)."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Pipeline parameter KEY=VALUE (JSON for lists/dicts); repeatable."
+    ),
+    backend: str = typer.Option("auto", "--backend", "-b", help=_BACKEND_HELP),
+    root: Path = typer.Option(Path("runs"), "--root", help="Directory for run directories and the task cache."),
+    max_parallel: int | None = typer.Option(
+        None, "--max-parallel", min=1, help="Most tasks executing at once (default: number of cores)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the task cache."),
+    allow_cpu_fallback: bool = typer.Option(
+        False,
+        "--allow-cpu-fallback",
+        help="On a host without a GPU, run GPU tasks without one (warns) instead of failing.",
+    ),
+) -> None:
+    """Run a compiled KFP v2 pipeline locally: each task in its component image (or as a local process)."""
+    from expforge.local_runner.api import run_pipeline
+    from expforge.local_runner.progress import default_reporter
+    from expforge.local_runner.values import parse_cli_params
+
+    try:
+        result = run_pipeline(
+            pipeline,
+            parse_cli_params(param),
+            backend=backend,
+            root=root,
+            max_parallel=max_parallel,
+            use_cache=not no_cache,
+            allow_cpu_fallback=allow_cpu_fallback,
+            progress=default_reporter(),
+        )
+    except ExpforgeError as exc:
+        typer.echo(f"expforge: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+    for key, task in result.tasks.items():
+        if task.get("state") == "FAILED":
+            typer.echo(f"FAILED {key}: {task.get('error', '')}", err=True)
+    if result.pipeline_outputs:
+        for name, value in result.pipeline_outputs.items():
+            typer.echo(f"output {name} = {value}", err=True)
+    typer.echo(str(result.run_dir))
+    if result.state == "CANCELLED":
+        raise typer.Exit(130)
+    if not result.succeeded:
+        raise typer.Exit(1)
