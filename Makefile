@@ -17,6 +17,7 @@ FONT_PACKAGES := fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-no
   fonts-crosextra-carlito fonts-crosextra-caladea fonts-open-sans fonts-lato fonts-urw-base35 fonts-texgyre \
   fonts-cantarell
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
@@ -65,8 +66,11 @@ compile: venv ## Compile every pipeline to YAML under build/pipelines (uses buil
 	$(EXPFORGE) compile --output $(PIPELINES_OUT) $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
 
 .PHONY: demo
-demo: venv fonts ## Run the main pipeline (mnist-synthetic) end to end on this machine
-	$(EXPFORGE) demo
+demo: venv fonts ## Compile mnist-synthetic and run it end to end (in its Docker images when Docker is available)
+	@if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then \
+	  bash containers/start-docker.sh || echo "demo: Docker unavailable; running the tasks as subprocesses"; fi
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; fi
+	$(EXPFORGE) demo $(DEMO_ARGS)
 
 .PHONY: test
 test: venv fonts lint ## Run every test (Docker tests too when a daemon answers; CI requires them)
@@ -75,6 +79,12 @@ test: venv fonts lint ## Run every test (Docker tests too when a daemon answers;
 .PHONY: bench
 bench: venv fonts ## Benchmarks for the data steps; JSON under bench/results/
 	$(PY) bench/bench_data.py --output bench/results/data.json
+
+.PHONY: bench-runner
+bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead, cached re-run); JSON under bench/results/
+	$(EXPFORGE) compile --pipeline mnist-synthetic --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
+	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-synthetic.yaml \
+	  -p mnist_source=bundled -p font_count=5000
 
 .PHONY: clean
 clean: ## Remove build outputs, runs and caches (keeps the venv)

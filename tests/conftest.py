@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +32,38 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     items = synthetic_items(6, "train", 1) + synthetic_items(3, "val", 2) + synthetic_items(3, "test", 3)
     write_dataset(output, items, info={"source": "test"})
     return output
+
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES_JSON = REPO / "build" / "images.json"
+REQUIRE_DOCKER = os.environ.get("EXPFORGE_REQUIRE_DOCKER") == "1"
+
+
+def docker_unavailable(reason: str) -> None:
+    """Skip a Docker test, or fail it where Docker is required (CI sets EXPFORGE_REQUIRE_DOCKER=1)."""
+    if REQUIRE_DOCKER:
+        pytest.fail(f"EXPFORGE_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """``build/images.json`` (from ``make images``), with every image checked to exist in a reachable daemon."""
+    from expforge.local_runner.docker_backend import docker_client
+
+    client, problem = docker_client()
+    if client is None:
+        docker_unavailable(f"no Docker daemon ({problem})")
+    try:
+        images = json.loads(IMAGES_JSON.read_text())
+    except (OSError, ValueError):
+        docker_unavailable(f"{IMAGES_JSON} missing or unreadable: run `make images`")
+    try:
+        for ref in images.values():
+            try:
+                client.images.get(ref)
+            except Exception:
+                docker_unavailable(f"image {ref} is not built: run `make images`")
+    finally:
+        client.close()
+    return images

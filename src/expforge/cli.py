@@ -179,6 +179,27 @@ def compile_pipelines(
 app.command("run", help="Run a compiled pipeline YAML locally (Docker images or subprocesses).")(run_pipeline_command)
 
 
+@command("demo")
+def demo(
+    backend: str = typer.Option("auto", "--backend", help="docker|subprocess|auto (Docker when a daemon answers)."),
+    root: Path = typer.Option(Path("runs"), "--root", help="Where run directories are created."),
+    images: Path | None = typer.Option(None, "--images", help="Image map (default: build/images.json if present)."),
+    source: str = typer.Option("bundled", "--source", help="MNIST source (bundled: offline, 5,000 real digits)."),
+    font_count: int = typer.Option(10000, "--font-count", help="Synthetic digits to render."),
+    real_fraction: float = typer.Option(0.0, "--real-fraction", help="Fraction of real train added to training."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every task."),
+) -> None:
+    """Compile mnist-synthetic and run it end to end with the local runner."""
+    from expforge.demo import describe_results, run_demo
+
+    params = {"mnist_source": source, "font_count": font_count, "real_fraction": real_fraction}
+    result = run_demo(backend=backend, root=root, images=images, params=params, use_cache=not no_cache)
+    for line in describe_results(result):
+        typer.echo(line)
+    if not result.succeeded:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point that also works as ``python -m expforge``."""
     app(prog_name="expforge")

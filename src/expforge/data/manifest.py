@@ -151,9 +151,7 @@ def load_arrays(
     if num_classes is not None:
         for row in rows:
             if row.label >= num_classes:
-                raise ExpforgeError(
-                    f"{manifest}: row {row.path!r} has label {row.label}; expected 0–{num_classes - 1}"
-                )
+                raise ExpforgeError(f"{manifest}: row {row.path!r} has label {row.label}; expected 0–{num_classes - 1}")
     images = np.empty((len(rows), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, row in enumerate(rows):
         images[i] = load_image(dataset_dir, row)
