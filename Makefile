@@ -13,9 +13,8 @@ PIPELINES_OUT := $(BUILD)/pipelines
 # pull build an equivalent from Debian packages with `make base-image` (which then sets this for you).
 BASE_IMAGE ?=
 EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner
-FONT_PACKAGES := fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-noto-core fonts-roboto-unhinted \
-  fonts-crosextra-carlito fonts-crosextra-caladea fonts-open-sans fonts-lato fonts-urw-base35 fonts-texgyre \
-  fonts-cantarell
+# One list of font packages, shared with the render-font-digits image recipe.
+FONT_PACKAGES := $(shell grep -v '^\#' containers/render-font-digits/font-packages.txt)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
@@ -50,7 +49,7 @@ docker-up: ## Start dockerd in the background when it is installed but not runni
 	@bash containers/start-docker.sh
 
 .PHONY: base-image
-base-image: ## Build the Python 3.11 base from Debian packages (debootstrap + docker import), no registry pulls
+base-image: ## Build the Python 3.11 base from Debian packages (debootstrap + docker import; FORCE=1 rebuilds)
 	@bash containers/base/debootstrap-base.sh
 
 .PHONY: wheelhouse
@@ -58,7 +57,7 @@ wheelhouse: venv ## Build the wheelhouse that image builds install from (--no-in
 	$(PY) containers/build_images.py wheelhouse
 
 .PHONY: images
-images: venv ## Build the base and every component image, tagged by content hash; writes build/images.json
+images: venv fonts ## Build the base and every component image, tagged by content hash; writes build/images.json
 	$(PY) containers/build_images.py images $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE),)
 
 .PHONY: compile
