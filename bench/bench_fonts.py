@@ -1,0 +1,98 @@
+"""Throughput of the font-digit renderer: augmented 28×28 MNIST-format images per second, end to end.
+
+End to end means what a user waits for: font discovery, rendering, PNG encoding, writing every file and
+``labels.csv``, and the atomic rename, into a fresh directory on the temporary filesystem (``--workdir`` picks
+another). The JSON records the machine and the filesystem, because on small images the cost of creating files
+can exceed the cost of drawing them.
+
+    python bench/bench_fonts.py --count 20000 --output bench/results/fonts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from expforge.atomic import staged_file
+from expforge.data.fonts import default_workers, generate_font_digits
+
+
+def _filesystem(path: Path) -> str:
+    """The filesystem type holding ``path`` (``df --output=fstype``), or ``unknown``."""
+    df = shutil.which("df")
+    if df is None:
+        return "unknown"
+    try:
+        result = subprocess.run([df, "--output=fstype", str(path)], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    lines = result.stdout.split()
+    return lines[-1] if len(lines) > 1 else "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_benchmark(
+    count: int = 20000, workers: int | None = None, *, workdir: Path | str | None = None, seed: int = 0
+) -> dict[str, object]:
+    """Render ``count`` augmented digits with ``workers`` processes (default: all cores); return the figures."""
+    with tempfile.TemporaryDirectory(prefix="expforge-bench-fonts-", dir=workdir) as work:
+        summary = generate_font_digits(count, Path(work) / "fonts", seed=seed, workers=workers)
+        filesystem = _filesystem(Path(work))
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "images_per_second": summary["images_per_second"],
+        "elapsed_seconds": summary["elapsed_seconds"],
+        "count": count,
+        "seed": seed,
+        "workers": summary["workers"],
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": default_workers(),
+        "font_families": summary["font_families"],
+        "font_faces": summary["font_faces"],
+        "skipped_fonts": len(summary["skipped_fonts"]),  # type: ignore[arg-type]
+        "duplicate_fonts": len(summary["duplicate_fonts"]),  # type: ignore[arg-type]
+        "augmentation": summary["augmentation"],
+        "output_filesystem": filesystem,
+        "machine": {
+            "cpu": _cpu_model(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_after": [round(x, 2) for x in load] if load else None,
+        },
+        "scope": "end to end: font discovery, rendering, PNG encoding, writing images + labels.csv + dataset.json",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=20000, help="Images to render (default 20000).")
+    parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+    parser.add_argument("--workdir", type=Path, default=None, help="Where to write (default: the temp directory).")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/fonts.json"), help="JSON file to write.")
+    args = parser.parse_args(argv)
+    report = run_benchmark(args.count, args.workers, workdir=args.workdir)
+    with staged_file(args.output) as staging:
+        staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
