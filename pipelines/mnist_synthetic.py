@@ -1,7 +1,7 @@
 """mnist-synthetic: does a classifier trained on font-rendered digits recognise real handwriting?
 
 bootstrap real MNIST ─┐
-                      ├─► train (synthetic train [+ a fraction of real train, after it by default], validated on real val)
+                      ├─► train (synthetic [then a fraction of real] train, validated on real val)
 render font digits ───┘        └─► evaluate on real test
 """
 
