@@ -199,16 +199,23 @@ def _run(ctx: RunContext, scope: Scope) -> RunResult:
 def _execute(ctx: RunContext, scope: Scope) -> Outcome:
     """Run the root DAG in a worker thread so that Ctrl-C reaches the main thread and cancels cleanly."""
     box: list[Outcome] = []
-    worker = threading.Thread(
-        target=lambda: box.append(Scheduler(ctx).run_dag(ctx.spec.root, scope)), name="expforge:root", daemon=True
-    )
+    done = threading.Event()
+
+    def run_root() -> None:
+        try:
+            box.append(Scheduler(ctx).run_dag(ctx.spec.root, scope))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run_root, name="expforge:root", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        # Event.wait, not Thread.join: a join interrupted by Ctrl-C may report the thread finished too early.
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         ctx.cancel.set()
         ctx.backend.cancel_all()
-        worker.join()
+        done.wait()
         box[:] = [Outcome(TaskState.CANCELLED, error="interrupted")]
     return box[0] if box else Outcome(TaskState.FAILED, error="internal error: the scheduler stopped unexpectedly")

@@ -121,6 +121,11 @@ class RunRecord:
     def finish(self, state: str, pipeline_outputs: dict[str, Any], error: str | None) -> None:
         """Final state of the run; written immediately."""
         with self._lock:
+            # A finished run has no live tasks: anything still PENDING/RUNNING was cut short by the run's end.
+            leftover = TaskState.CANCELLED if state == "CANCELLED" else TaskState.FAILED
+            for task in self.tasks.values():
+                if task.state not in TERMINAL:
+                    task.state = leftover
             self.state = state
             self.pipeline_outputs = pipeline_outputs
             self.error = error

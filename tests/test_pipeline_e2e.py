@@ -37,7 +37,9 @@ def check_successful_run(result) -> None:  # noqa: ANN001
     dataset = Path(result.tasks["render-font-digits"]["artifacts"]["dataset"][0])
     assert len((dataset / "labels.csv").read_text().splitlines()) == 1501
     history = Path(result.tasks["train-sklearn"]["artifacts"]["history"][0]).read_text().splitlines()
-    assert len(history) == 4 and history[0].startswith("epoch,")
+    # sequential curriculum (the default): 3 epochs on fonts, then 3 on the real fraction
+    assert len(history) == 7 and history[0].startswith("epoch,")
+    assert [line.split(",")[1].split(":")[0] for line in history[1:]] == ["0"] * 3 + ["1"] * 3
 
 
 def test_subprocess_backend_runs_the_pipeline_and_reuses_the_cache(tmp_path: Path) -> None:
