@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from expforge.atomic import staged_file
 from expforge.errors import ExpforgeError
@@ -42,7 +43,7 @@ def check_image_map(images: Mapping[str, str], known_steps: Sequence[str], *, so
         raise ExpforgeError(f"{source}: empty image reference for {', '.join(empty)}")
 
 
-def load_factory(name: str):  # noqa: ANN201 - returns a zero-argument pipeline factory
+def load_factory(name: str) -> Callable[[], Any]:
     """Import the factory of pipeline ``name``."""
     if name not in PIPELINES:
         raise ExpforgeError(f"--pipeline: unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")

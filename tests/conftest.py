@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from docker_gate import docker_unavailable
+from docker_gate import docker_unavailable, require_images
 
 from expforge.data.manifest import write_dataset
 
@@ -41,21 +41,9 @@ IMAGES_JSON = REPO / "build" / "images.json"
 @pytest.fixture(scope="session")
 def built_images() -> dict[str, str]:
     """``build/images.json`` (from ``make images``), with every image checked to exist in a reachable daemon."""
-    from expforge.local_runner.docker_backend import docker_client
-
-    client, problem = docker_client()
-    if client is None:
-        docker_unavailable(f"no Docker daemon ({problem})")
     try:
         images = json.loads(IMAGES_JSON.read_text())
     except (OSError, ValueError):
         docker_unavailable(f"{IMAGES_JSON} missing or unreadable: run `make images`")
-    try:
-        for ref in images.values():
-            try:
-                client.images.get(ref)
-            except Exception:
-                docker_unavailable(f"image {ref} is not built: run `make images`")
-    finally:
-        client.close()
+    require_images(list(images.values()))
     return images

@@ -18,3 +18,20 @@ def docker_unavailable(reason: str) -> None:
     if REQUIRE_DOCKER:
         pytest.fail(f"EXPFORGE_REQUIRE_DOCKER=1 but {reason}")
     pytest.skip(reason)
+
+
+def require_images(refs: list[str]) -> None:
+    """Skip/fail unless a Docker daemon answers and every image in ``refs`` exists locally (never pulled)."""
+    from expforge.local_runner.docker_backend import docker_client
+
+    client, problem = docker_client()
+    if client is None:
+        docker_unavailable(f"no Docker daemon ({problem})")
+    try:
+        for ref in refs:
+            try:
+                client.images.get(ref)
+            except Exception:
+                docker_unavailable(f"image {ref} is not built: run `make images`")
+    finally:
+        client.close()

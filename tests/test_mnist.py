@@ -23,13 +23,11 @@ from expforge.data import mnist
 from expforge.data.manifest import load_arrays, read_manifest
 from expforge.data.mnist import (
     IDX_FILES,
-    apportion,
     bootstrap_mnist,
     parse_idx,
     read_bundled_csv,
-    stratified_sample,
-    stratified_split,
 )
+from expforge.data.split import apportion, stratified_sample, stratified_split
 from expforge.errors import ExpforgeError
 
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused at once

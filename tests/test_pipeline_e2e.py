@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expforge.local_runner.api import run_pipeline
+from expforge.local_runner.api import RunResult, run_pipeline
 from expforge.pipelines.compile import compile_pipeline
 from expforge.train.sklearn_trainer import load_model
 
@@ -19,7 +19,7 @@ SMALL = {"mnist_source": "bundled", "mnist_limit": 2000, "font_count": 1500, "ep
 STEPS = {"bootstrap-mnist", "render-font-digits", "train-sklearn", "evaluate"}
 
 
-def check_successful_run(result) -> None:  # noqa: ANN001
+def check_successful_run(result: RunResult) -> None:
     assert result.state == "SUCCEEDED", json.dumps(result.record.get("tasks"), indent=1)[:3000]
     assert set(result.tasks) == STEPS
     assert all(t["state"] == "SUCCEEDED" and t["attempts"] == 1 for t in result.tasks.values())

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from docker_gate import docker_unavailable
+from docker_gate import docker_unavailable, require_images
 from runner_components import compile_pipeline, make_components
 
 from expforge.local_runner.api import RunResult, run_pipeline
@@ -38,20 +38,10 @@ def base_image_ref() -> str | None:
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """The base image, checked to exist in a reachable Docker daemon."""
-    from expforge.local_runner.docker_backend import docker_client
-
-    client, problem = docker_client()
-    if client is None:
-        docker_unavailable(f"no Docker daemon ({problem})")
     ref = base_image_ref()
     if ref is None:
         docker_unavailable("no base image: set EXPFORGE_TEST_IMAGE or run `make images` (build/images.json)")
-    try:
-        client.images.get(ref)
-    except Exception:
-        docker_unavailable(f"base image {ref} is not built (run `make images`)")
-    finally:
-        client.close()
+    require_images([ref])
     return ref
 
 

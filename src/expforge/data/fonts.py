@@ -29,7 +29,7 @@ import numpy as np
 from expforge.atomic import staged_directory
 from expforge.data.augment import SEED_CHUNK, SEED_PLAN, SEED_SPLIT, Augmentation, draw_params
 from expforge.data.font_discovery import DIGITS, FontDiscovery, FontFace, discover_fonts
-from expforge.data.font_render import build_sources, encode_pngs, render_batch, stroke_levels
+from expforge.data.font_render import build_sources, render_batch, stroke_levels
 from expforge.data.manifest import (
     IMAGES_DIR,
     SUMMARY_NAME,
@@ -38,6 +38,8 @@ from expforge.data.manifest import (
     write_manifest,
     write_summary,
 )
+from expforge.data.png import encode_pngs
+from expforge.data.split import stratified_split
 from expforge.errors import ExpforgeError
 
 log = logging.getLogger(__name__)
@@ -109,10 +111,7 @@ def assign_splits(labels: np.ndarray, split: str, val_fraction: float, seed: int
     splits = np.full(labels.size, split, dtype=object)
     if val_fraction > 0:
         rng = np.random.default_rng(np.random.SeedSequence([seed, SEED_SPLIT]))
-        for label in range(len(DIGITS)):
-            members = np.flatnonzero(labels == label)
-            take = round(members.size * val_fraction)
-            splits[rng.permutation(members)[:take]] = "val"
+        splits[stratified_split(labels, {"val": val_fraction}, rng)["val"]] = "val"
     return splits.tolist()
 
 

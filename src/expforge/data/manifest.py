@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from expforge.atomic import staged_directory
+from expforge.data.png import PNG_SIGNATURE, encode_png
 from expforge.errors import ExpforgeError
 
 MANIFEST_NAME = "labels.csv"
@@ -27,7 +28,6 @@ IMAGES_DIR = "images"
 REQUIRED_COLUMNS = ("path", "label", "split")
 SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 28
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,10 @@ def select_rows(
     return chosen
 
 
-def load_image(dataset_dir: Path, row: ManifestRow, *, line_hint: str = "") -> np.ndarray:
+def load_image(dataset_dir: Path, row: ManifestRow) -> np.ndarray:
     """Load one 28×28 grayscale PNG as ``uint8``; raise a one-line error for a missing or non-PNG file."""
     path = dataset_dir / row.path
-    where = f"{path}{line_hint}"
+    where = str(path)
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -170,13 +170,6 @@ def summarize(rows: Sequence[ManifestRow]) -> dict[str, object]:
     }
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode a 28×28 ``uint8`` array as PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def write_manifest(directory: Path, rows: Sequence[ManifestRow], extra_columns: Sequence[str] = ()) -> None:
     """Write ``labels.csv`` for ``rows`` (the caller stages ``directory``)."""
     with open(directory / MANIFEST_NAME, "w", newline="", encoding="utf-8") as handle:
@@ -211,7 +204,14 @@ def write_dataset(
         (staging / IMAGES_DIR).mkdir()
         for index, (image, label, split, extra) in enumerate(images):
             relative = f"{IMAGES_DIR}/{index:06d}.png"
-            data = image if isinstance(image, bytes) else encode_png(image)
+            if isinstance(image, bytes):
+                data = image
+            elif image.shape == (IMAGE_SIZE, IMAGE_SIZE) and image.dtype == np.uint8:
+                data = encode_png(image)
+            else:
+                raise ExpforgeError(
+                    f"{output}: item {index} is a {image.dtype} array of shape {image.shape}; expected 28×28 uint8"
+                )
             (staging / relative).write_bytes(data)
             rows.append(ManifestRow(relative, int(label), check_split(split, where="dataset writer"), extra))
         if not rows:
@@ -219,9 +219,3 @@ def write_dataset(
         write_manifest(staging, rows, extra_columns)
         summary = write_summary(staging, rows, info or {})
     return summary
-
-
-def iter_batches(items: Sequence[object], size: int) -> Iterator[Sequence[object]]:
-    """Consecutive slices of ``items`` of at most ``size`` elements."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -26,7 +26,7 @@ import numpy as np
 
 from expforge.atomic import staged_file
 from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
-from expforge.data.mnist import stratified_sample
+from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
 
 MODEL_FORMAT = "expforge.sklearn-model"
