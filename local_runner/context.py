@@ -48,6 +48,10 @@ class RunContext:
     create_time_utc: str
     gpu_count: int
     allow_cpu_fallback: bool
+    # Environment given to every task (tracking/registry configuration, stand-in endpoints) and the host
+    # directories tasks share (mounted read-write into containers).
+    task_env: dict[str, str] = field(default_factory=dict)
+    shared_dirs: tuple[Path, ...] = ()
     cancel: threading.Event = field(default_factory=threading.Event)
     warnings: list[str] = field(default_factory=list)
     _warned: set[str] = field(default_factory=set)

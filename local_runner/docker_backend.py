@@ -77,6 +77,18 @@ def _parse_docker_time(text: str) -> dt.datetime | None:
         return None
 
 
+def _share_with_image_user(path: Path) -> None:
+    """Make a shared directory (and the files in it, e.g. a SQLite database and its WAL) writable by the image's
+    own user: a root runner starts containers as that user, not as root."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.getuid() != 0:
+        return
+    path.chmod(0o777)
+    for child in path.iterdir():
+        if child.is_file():
+            child.chmod(0o666)
+
+
 class DockerBackend:
     """Executes tasks as containers; one shared client, containers labelled with their run and task."""
 
@@ -133,6 +145,9 @@ class DockerBackend:
     def _volumes(self, launch: Launch) -> dict[str, dict[str, str]]:
         run_dir = str(launch.run_dir.resolve())
         volumes = {run_dir: {"bind": run_dir, "mode": "rw"}}
+        for path in launch.shared_dirs:
+            _share_with_image_user(path)
+            volumes[str(path.resolve())] = {"bind": str(path.resolve()), "mode": "rw"}
         for path in launch.extra_read_paths:
             resolved = str(path.resolve())
             if path.exists() and not resolved.startswith(run_dir + os.sep):

@@ -200,6 +200,26 @@ def demo(
         raise typer.Exit(1)
 
 
+# Commands of larger areas live beside their step library; each module defines
+# ``register(command: Callable[[str], decorator], app: typer.Typer) -> None`` and adds its commands (and groups).
+CLI_MODULES: tuple[str, ...] = ()
+
+
+def _register_area_commands() -> None:
+    import importlib
+
+    for name in CLI_MODULES:
+        importlib.import_module(name).register(command, app)
+
+
+def one_line_errors(func: F) -> F:
+    """Public form of the error wrapper, for commands of sub-groups (``app.add_typer``)."""
+    return _one_line_errors(func)
+
+
+_register_area_commands()
+
+
 def main() -> None:
     """Entry point that also works as ``python -m expforge``."""
     app(prog_name="expforge")

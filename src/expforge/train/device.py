@@ -1,0 +1,105 @@
+"""Where training runs: device choice, seeding, determinism, mixed precision and CPU threads.
+
+Shared by every PyTorch trainer (digit CNN, Hyperband trials, the text language model), so "CUDA when
+present, else CPU; AMP on GPU; deterministic on CPU" is decided in one place. Torch is imported inside the
+functions: importing this module is cheap and works where torch is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from expforge.errors import ExpforgeError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (the affinity mask honours `docker --cpuset-cpus` and taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is a clear error."""
+    import torch
+
+    if requested not in DEVICE_CHOICES:
+        raise ExpforgeError(f"--device: unknown device {requested!r}; expected one of {', '.join(DEVICE_CHOICES)}")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ExpforgeError("--device: cuda was requested but torch sees no CUDA GPU; use --device auto or cpu")
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        torch.set_num_threads(available_cpus())
+    return torch.device(requested)
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    """Seed Python, NumPy and torch; on CPU also ask torch for deterministic kernels (same seed, same weights)."""
+    import numpy as np
+    import torch
+
+    if seed < 0:
+        raise ExpforgeError(f"--seed: {seed} is negative; expected an integer ≥ 0")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=False)
+    else:
+        # cuDNN autotuning picks the fastest kernels; bit-exactness on GPU is not promised.
+        torch.backends.cudnn.benchmark = True
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision on GPU (bfloat16 where supported, else float16); full precision on CPU."""
+    import torch
+
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def needs_grad_scaler(device: torch.device, amp: bool) -> bool:
+    """float16 autocast needs loss scaling; bfloat16 and CPU do not."""
+    import torch
+
+    return amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def describe_device(device: torch.device) -> dict[str, Any]:
+    """What a run record keeps about the hardware: device, GPU name, CUDA/torch versions, CPU threads."""
+    import torch
+
+    info: dict[str, Any] = {
+        "device": device.type,
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    """``torch.inference_mode`` without importing torch at module import time."""
+    import torch
+
+    with torch.inference_mode():
+        yield
