@@ -51,8 +51,43 @@ def load_factory(name: str) -> Callable[[], Any]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def compile_pipeline(name: str, output: Path | str, images: Mapping[str, str] | None = None) -> Path:
-    """Compile pipeline ``name`` to ``output`` (a ``.yaml`` file) with every step pinned to ``images``."""
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def parse_env(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--env``) → a dict; a malformed item is a one-line error."""
+    import re
+
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(ENV_NAME_PATTERN, key):
+            raise ExpforgeError(f"--env: {item!r} is not KEY=VALUE with KEY a valid environment variable name")
+        env[key] = value
+    return env
+
+
+def add_task_environment(compiled: Path, env: Mapping[str, str]) -> None:
+    """Give every container of a compiled spec the variables ``env`` (e.g. ``EXPFORGE_TRACKING=gcp`` and the
+    project for Vertex runs): the tasks' own configuration, fixed at compile time as Vertex requires."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(compiled.read_text(encoding="utf-8")))
+    executors = documents[0].get("deploymentSpec", {}).get("executors", {})
+    for executor in executors.values():
+        container = executor.get("container")
+        if container is None:
+            continue
+        existing = [e for e in container.get("env", []) if e.get("name") not in env]
+        container["env"] = existing + [{"name": k, "value": v} for k, v in sorted(env.items())]
+    compiled.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
+
+
+def compile_pipeline(
+    name: str, output: Path | str, images: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """Compile pipeline ``name`` to ``output`` (a ``.yaml`` file) with every step pinned to ``images`` and,
+    when given, the environment ``env`` set on every task."""
     from kfp import compiler
 
     from expforge.components._adapter import load_all_components, pinned_images
@@ -65,12 +100,17 @@ def compile_pipeline(name: str, output: Path | str, images: Mapping[str, str] | 
     with pinned_images(images), staged_file(output) as staging:
         pipeline = load_factory(name)()
         compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(staging))
+        if env:
+            add_task_environment(staging, env)
     return output
 
 
 def compile_pipelines(
-    output_dir: Path | str, names: Sequence[str] | None = None, images: Mapping[str, str] | None = None
+    output_dir: Path | str,
+    names: Sequence[str] | None = None,
+    images: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Compile each named pipeline (default: all) to ``<output_dir>/<name>.yaml``."""
     output_dir = Path(output_dir)
-    return [compile_pipeline(name, output_dir / f"{name}.yaml", images) for name in (names or sorted(PIPELINES))]
+    return [compile_pipeline(name, output_dir / f"{name}.yaml", images, env) for name in (names or sorted(PIPELINES))]

@@ -138,3 +138,21 @@ def test_cli_compile_with_image_map_and_bad_maps(tmp_path: Path) -> None:
         read_image_map(images)
     result = runner.invoke(app, ["compile", "--pipeline", "nope", "--output", str(tmp_path)])
     assert result.exit_code == 2 and "unknown pipeline 'nope'" in result.output
+
+
+def test_compile_env_reaches_every_container_and_bad_env_is_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["compile", "--pipeline", "mnist-synthetic", "--output", str(tmp_path), "--env", "EXPFORGE_TRACKING=gcp"],
+    )
+    assert result.exit_code == 0, result.output
+    spec = load_spec(tmp_path / "mnist-synthetic.yaml")
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    assert executors
+    for executor in executors.values():
+        assert {"name": "EXPFORGE_TRACKING", "value": "gcp"} in executor["container"]["env"]
+    bad = runner.invoke(app, ["compile", "--output", str(tmp_path / "bad"), "--env", "NOEQUALS"])
+    assert bad.exit_code == 2
+    assert "--env: 'NOEQUALS' is not KEY=VALUE" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -166,13 +166,16 @@ def compile_pipelines(
     pipeline: list[str] = typer.Option([], "--pipeline", help="Pipeline name(s) (default: all)."),
     images: Path | None = typer.Option(None, "--images", help="Image map JSON (step → image), e.g. build/images.json."),
     output: Path = typer.Option(Path("build/pipelines"), "--output", help="Directory for the compiled YAML."),
+    env: list[str] = typer.Option(
+        [], "--env", help="KEY=VALUE set on every task (e.g. EXPFORGE_TRACKING=gcp for Vertex runs); repeatable."
+    ),
 ) -> None:
     """Compile pipelines to the pipeline-spec YAML that Vertex AI and `expforge run` execute."""
     from expforge.pipelines.compile import compile_pipelines as compile_all
-    from expforge.pipelines.compile import read_image_map
+    from expforge.pipelines.compile import parse_env, read_image_map
 
     image_map = read_image_map(images) if images else None
-    for path in compile_all(output, pipeline or None, image_map):
+    for path in compile_all(output, pipeline or None, image_map, parse_env(env)):
         typer.echo(str(path))
 
 
