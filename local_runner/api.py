@@ -23,7 +23,7 @@ from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.progress import ProgressReporter
 from expforge.local_runner.record import RunRecord, TaskState, now_iso
-from expforge.local_runner.resources import host_gpu_count, resource_request
+from expforge.local_runner.resources import ResourceRequest, UnresolvedResource, host_gpu_count, resource_request
 from expforge.local_runner.scheduler import Scheduler, Scope
 from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
 from expforge.local_runner.values import resolve_pipeline_inputs
@@ -74,14 +74,23 @@ def _new_run_id(pipeline_name: str) -> str:
     return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def _static_request(container: Any) -> ResourceRequest | None:
+    """A container's resources when they are constants; ``None`` when one is set from a pipeline parameter
+    (checked when the task starts) or is malformed (the task reports it)."""
+    try:
+        return resource_request(container)
+    except (UnresolvedResource, ValueError):
+        return None
+
+
 def _check_accelerators(spec: PipelineSpecFile, gpu_count: int, allow_cpu_fallback: bool) -> None:
     """Fail early for GPU requests this host cannot honour (``--allow-cpu-fallback`` runs them without a GPU
     when the host has none; each such task then warns as it starts)."""
     wanting = []
     for label, executor in sorted(spec.deployment.executors.items()):
         if executor.HasField("container"):
-            request = resource_request(executor.container)
-            if request.accelerator_count > gpu_count:
+            request = _static_request(executor.container)
+            if request is not None and request.accelerator_count > gpu_count:
                 wanting.append(f"{label.removeprefix('exec-')} ({request.describe()})")
     if not wanting:
         return
@@ -167,7 +176,8 @@ def run_pipeline(
         raise ExpforgeError(f"--max-parallel must be at least 1, got {max_parallel}")
     slots = max_parallel or default_parallelism()
     containers = [e.container for e in spec.deployment.executors.values() if e.HasField("container")]
-    gpu_count = host_gpu_count() if any(resource_request(c).accelerator_count for c in containers) else 0
+    wants_gpu = any(c.HasField("resources") and c.resources.HasField("accelerator") for c in containers)
+    gpu_count = host_gpu_count() if wants_gpu else 0
     _check_accelerators(spec, gpu_count, allow_cpu_fallback)
     root_artifacts = _root_artifacts(spec, artifact_inputs)
     root_dir = Path(root).expanduser().absolute()

@@ -24,7 +24,7 @@ from expforge.local_runner.cache import CacheEntry, cache_key, component_fingerp
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.placeholders import CommandResolver, PlaceholderError, build_executor_input
 from expforge.local_runner.record import TaskState, now_iso
-from expforge.local_runner.resources import ResourceRequest, resource_request
+from expforge.local_runner.resources import ResourceRequest, UnresolvedResource, resource_request
 from expforge.local_runner.spec import ComponentSpec, ContainerSpec, TaskSpec
 
 LOG_NAME = "log.txt"
@@ -109,11 +109,24 @@ class ContainerTask:
                 entry.unlink()
         (self.task_dir / PARAMETERS_DIR).mkdir()
 
-    def _resources(self) -> ResourceRequest:
-        request = resource_request(self.container)
-        if request.accelerator_count and self.ctx.gpu_count == 0 and self.ctx.allow_cpu_fallback:
-            self.ctx.warn(f"{self.task_name}: no GPU on this host; running without it ({request.describe()})")
-            request = request.without_accelerator()
+    def _resources(self, parameters: dict[str, Any]) -> ResourceRequest:
+        """The task's resources, with quantities set from pipeline parameters resolved; a request this host
+        cannot honour raises ``ValueError`` (the task fails with that message)."""
+        try:
+            request = resource_request(self.container, parameters)
+        except UnresolvedResource as exc:
+            raise ValueError(f"resources: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"resources: {exc}") from None
+        if request.accelerator_count > self.ctx.gpu_count:
+            if self.ctx.gpu_count == 0 and self.ctx.allow_cpu_fallback:
+                self.ctx.warn(f"{self.task_name}: no GPU on this host; running without it ({request.describe()})")
+                request = request.without_accelerator()
+            else:
+                raise ValueError(
+                    f"requests {request.describe()} but this host has {self.ctx.gpu_count} GPU(s); "
+                    "pass --allow-cpu-fallback to run without it"
+                )
         if request.has_limits and not self.ctx.backend.enforces_limits:
             self.ctx.warn(
                 f"{self.task_name}: resource limits ({request.describe()}) are not enforced by the "
@@ -247,7 +260,10 @@ class ContainerTask:
                 return self._succeeded(entry.parameters, placed, started, attempts=0, key=key, cached_from=entry)
 
         delays = retry_delays(self.task)
-        resources = self._resources()
+        try:
+            resources = self._resources(parameters)
+        except ValueError as exc:
+            return self._finish(TaskState.FAILED, started, 0, error=str(exc))
         attempt = 0
         failure = "not run"
         while True:

@@ -11,7 +11,9 @@ import functools
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from expforge.local_runner.spec import ContainerSpec
 
@@ -83,29 +85,59 @@ class ResourceRequest:
         return ResourceRequest(self.cpu_limit, self.memory_limit)
 
 
-def resource_request(container: ContainerSpec) -> ResourceRequest:
-    """Read a container's resources, preferring the string quantities newer compilers write."""
+_PARAMETER_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['(?P<name>[^']+)'\]\}\}")
+
+
+class UnresolvedResource(Exception):
+    """A resource quantity names a pipeline parameter whose value is not known yet (before the task runs)."""
+
+
+def _substitute(text: str, parameters: Mapping[str, Any] | None, field: str) -> str:
+    """Resolve ``{{$.inputs.parameters['x']}}`` in a quantity set from a pipeline parameter
+    (``task.set_cpu_limit(cpu)`` with ``cpu`` a parameter compiles to that placeholder)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match["name"]
+        if parameters is None or name not in parameters:
+            raise UnresolvedResource(f"{field}: parameter {name!r} is not known")
+        return str(parameters[name])
+
+    return _PARAMETER_PLACEHOLDER.sub(value, text)
+
+
+def resource_request(container: ContainerSpec, parameters: Mapping[str, Any] | None = None) -> ResourceRequest:
+    """Read a container's resources, preferring the string quantities newer compilers write.
+
+    Quantities set from pipeline parameters are resolved from the task's input ``parameters``; without them
+    such a quantity raises :class:`UnresolvedResource`. A bad quantity raises ``ValueError``.
+    """
     if not container.HasField("resources"):
         return ResourceRequest()
     res = container.resources
     cpu: float | None = None
     if res.resource_cpu_limit:
-        cpu = parse_cpu(res.resource_cpu_limit)
+        cpu_text = _substitute(res.resource_cpu_limit, parameters, "cpu limit")
+        cpu = parse_cpu(cpu_text) if cpu_text.strip() else None
     elif res.cpu_limit:
         cpu = res.cpu_limit
     memory: int | None = None
     if res.resource_memory_limit:
-        memory = parse_memory(res.resource_memory_limit)
+        memory_text = _substitute(res.resource_memory_limit, parameters, "memory limit")
+        memory = parse_memory(memory_text) if memory_text.strip() else None
     elif res.memory_limit:
         memory = int(res.memory_limit * 10**9)  # the legacy float field is in GB
     accelerator_type: str | None = None
     count = 0
     if res.HasField("accelerator"):
         acc = res.accelerator
-        accelerator_type = acc.resource_type or acc.type or None
-        count_text = acc.resource_count or (str(acc.count) if acc.count else "")
-        count = int(count_text) if count_text else (1 if accelerator_type else 0)
-    return ResourceRequest(cpu, memory, accelerator_type, count)
+        accelerator_type = _substitute(acc.resource_type or acc.type or "", parameters, "accelerator type") or None
+        count_text = _substitute(acc.resource_count, parameters, "accelerator count") if acc.resource_count else ""
+        count_text = count_text or (str(acc.count) if acc.count else "")
+        try:
+            count = int(count_text) if count_text.strip() else (1 if accelerator_type else 0)
+        except ValueError:
+            raise ValueError(f"bad accelerator count {count_text!r}") from None
+    return ResourceRequest(cpu, memory, accelerator_type if count else None, count)
 
 
 @functools.lru_cache(maxsize=1)

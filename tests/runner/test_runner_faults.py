@@ -122,6 +122,35 @@ def test_gpu_request_on_a_host_without_gpu(run, comps, monkeypatch) -> None:
     assert fallback.warnings == ["echo: no GPU on this host; running without it (gpu=1×NVIDIA_TESLA_T4)"]
 
 
+def test_resources_from_pipeline_parameters_are_resolved_per_run(subprocess_run, subprocess_comps, monkeypatch) -> None:
+    """Vertex-style pipelines take cpu/memory/accelerator from parameters; the runner resolves them per task."""
+    from expforge.local_runner import api
+
+    monkeypatch.setattr(api, "host_gpu_count", lambda: 0)
+    run, comps = subprocess_run, subprocess_comps
+
+    @dsl.pipeline(name="param-resources")
+    def pipeline(cpu: str = "1", memory: str = "1G", gpu_type: str = "NVIDIA_L4", gpus: int = 0) -> str:
+        task = comps.echo(s="x").set_cpu_limit(cpu).set_memory_limit(memory)
+        return task.set_accelerator_type(gpu_type).set_accelerator_limit(gpus).output
+
+    plain = run(pipeline, {"cpu": "500m"})
+    assert plain.state == "SUCCEEDED", plain.record.get("error")
+    assert plain.warnings == [
+        "echo: resource limits (cpu=0.5, memory=1000000000B) are not enforced by the subprocess backend"
+    ]
+    wants_gpu = run(pipeline, {"gpus": 1})
+    assert wants_gpu.state == "FAILED"
+    assert (
+        "requests cpu=1, memory=1000000000B, gpu=1×NVIDIA_L4 but this host has 0 GPU(s)"
+        in wants_gpu.tasks["echo"]["error"]
+    )
+    fallback = run(pipeline, {"gpus": 1}, allow_cpu_fallback=True)
+    assert fallback.state == "SUCCEEDED"
+    bad = run(pipeline, {"cpu": "lots"})
+    assert bad.state == "FAILED" and "bad CPU quantity 'lots'" in bad.tasks["echo"]["error"]
+
+
 def test_interrupt_cancels_running_tasks(tmp_path, subprocess_comps) -> None:
     comps = subprocess_comps
     from runner_components import compile_pipeline
