@@ -84,8 +84,8 @@ bench: venv fonts ## Benchmarks for the data steps; JSON under bench/results/
 
 .PHONY: bench-runner
 bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead, cached re-run); JSON under bench/results/
-	$(EXPFORGE) compile --pipeline mnist-synthetic --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
-	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-synthetic.yaml \
+	$(EXPFORGE) compile --pipeline mnist-baseline --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
+	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-baseline.yaml \
 	  -p mnist_source=bundled -p font_count=5000
 
 .PHONY: bench-hpo

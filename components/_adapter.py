@@ -8,7 +8,9 @@ Every component module declares one function with KFP ``Input``/``Output`` annot
 * registers the component under its step name, so the compiler can pin every step to the image that was
   actually built (:func:`pinned_images`);
 * turns an :class:`~expforge.errors.ExpforgeError` into one clear line on stderr and exit status 2, instead
-  of a traceback that buries the message in the task log.
+  of a traceback that buries the message in the task log;
+* tracks every execution (parameters, input datasets, the ``Metrics`` it logged, output URIs) with the
+  configured backend, see :mod:`expforge.components._tracking`.
 
 The small helpers below map library results onto KFP's artifact types (``Dataset``/``Model`` metadata,
 ``Metrics`` scalars, ``ClassificationMetrics`` confusion matrices, ``HTML``/``Markdown`` reports) so the Vertex
@@ -47,11 +49,13 @@ def step_function_name(step: str) -> str:
     return step.replace("-", "_")
 
 
-def _exit_cleanly_on_bad_input(func: F) -> F:
+def _tracked_and_clean_on_bad_input(step: str, func: F) -> F:
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(**kwargs: Any) -> Any:
+        from expforge.components._tracking import call_tracked
+
         try:
-            return func(*args, **kwargs)
+            return call_tracked(step, func, kwargs)
         except ExpforgeError as exc:
             print(f"expforge: error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
@@ -69,7 +73,7 @@ def step_component(step: str) -> Callable[[F], python_component.PythonComponent]
             raise ValueError(f"component for step {step!r} must be named {step_function_name(step)!r}")
         image = default_image(step)
         component = dsl.component(base_image=image, target_image=image, install_kfp_package=False)(
-            _exit_cleanly_on_bad_input(func)
+            _tracked_and_clean_on_bad_input(step, func)
         )
         STEP_COMPONENTS[step] = component
         return component

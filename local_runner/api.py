@@ -26,6 +26,7 @@ from expforge.local_runner.record import RunRecord, TaskState, now_iso
 from expforge.local_runner.resources import ResourceRequest, UnresolvedResource, host_gpu_count, resource_request
 from expforge.local_runner.scheduler import Scheduler, Scope
 from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
+from expforge.local_runner.tracking import PipelineRunTracker
 from expforge.local_runner.values import resolve_pipeline_inputs
 
 CACHE_DIR_NAME = ".cache"
@@ -223,10 +224,24 @@ def run_pipeline(
         runner.close()
 
 
+def _image_digests(ctx: RunContext) -> dict[str, str]:
+    digests = {}
+    for image in ctx.spec.container_images():
+        try:
+            digests[image] = ctx.backend.environment_digest(image)
+        except Exception:  # noqa: BLE001 - provenance only; the task itself reports a missing image
+            continue
+    return digests
+
+
 def _run(ctx: RunContext, scope: Scope) -> RunResult:
     """Execute the root DAG, then finalize ``run.json`` and the progress view."""
     ctx.record.write()
     ctx.progress.start(ctx.run_id, str(ctx.run_dir), ctx.backend.name)
+    tracking = PipelineRunTracker(ctx.task_env, ctx.run_id, ctx.spec.name)
+    tracking.start(scope.parameters, _image_digests(ctx))
+    if tracking.problem:
+        ctx.warn(tracking.problem)
     for note in ctx.spec.ignored_platform_settings:
         ctx.warn(f"platform spec: {note} are ignored by the local runner")
     try:
@@ -235,6 +250,10 @@ def _run(ctx: RunContext, scope: Scope) -> RunResult:
         ctx.record.set_header("warnings", list(ctx.warnings))
     state = {TaskState.SUCCEEDED: "SUCCEEDED", TaskState.CANCELLED: "CANCELLED"}.get(outcome.state, "FAILED")
     ctx.record.finish(state, _pipeline_outputs(outcome) if state == "SUCCEEDED" else {}, outcome.error)
+    tracking.finish(state, ctx.record.to_json()["pipeline_outputs"])
+    if tracking.problem:
+        ctx.warn(tracking.problem)
+        ctx.record.set_header("warnings", list(ctx.warnings))
     ctx.progress.stop(state, str(ctx.run_dir))
     document = ctx.record.to_json()
     return RunResult(ctx.run_id, ctx.run_dir, state, document["pipeline_outputs"], document, list(ctx.warnings))

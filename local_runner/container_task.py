@@ -62,6 +62,14 @@ def _last_log_line(log_path: Path) -> str | None:
     return lines[-1][:300] if lines else None
 
 
+def _thread_hint(resources: ResourceRequest) -> dict[str, str]:
+    """``OMP_NUM_THREADS`` matching a CPU limit: a CPU quota does not shrink the cores a process sees, and
+    numerical libraries that start one thread per visible core run far slower under a quota."""
+    if resources.cpu_limit is None:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, int(resources.cpu_limit)))}
+
+
 class ContainerTask:
     """Runs one container task instance (one loop iteration is one instance)."""
 
@@ -312,7 +320,12 @@ class ContainerTask:
             image=self.container.image,
             command=command,
             args=args,
-            env={**self.ctx.task_env, **{env.name: env.value for env in self.container.env}},
+            env={
+                **self.ctx.task_env,
+                "EXPFORGE_TASK_KEY": self.key,
+                **_thread_hint(resources),
+                **{env.name: env.value for env in self.container.env},
+            },
             task_dir=self.task_dir,
             run_dir=self.ctx.run_dir,
             log_path=self.log_path,

@@ -83,11 +83,24 @@ def add_task_environment(compiled: Path, env: Mapping[str, str]) -> None:
     compiled.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
 
 
+def build_pipeline(name: str, preset: str | None = None) -> Any:
+    """Call the factory of ``name`` (with ``preset`` when the pipeline has presets); call inside pinned_images."""
+    from expforge.pipelines.presets import PRESETS, get_preset
+
+    factory = load_factory(name)
+    get_preset(name, preset)  # validates the name for every pipeline
+    return factory(preset) if name in PRESETS else factory()
+
+
 def compile_pipeline(
-    name: str, output: Path | str, images: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+    name: str,
+    output: Path | str,
+    images: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    preset: str | None = None,
 ) -> Path:
-    """Compile pipeline ``name`` to ``output`` (a ``.yaml`` file) with every step pinned to ``images`` and,
-    when given, the environment ``env`` set on every task."""
+    """Compile pipeline ``name`` to ``output`` (a ``.yaml`` file) with every step pinned to ``images``, the
+    graph sized by ``preset`` and, when given, the environment ``env`` set on every task."""
     from kfp import compiler
 
     from expforge.components._adapter import load_all_components, pinned_images
@@ -98,7 +111,7 @@ def compile_pipeline(
     if output.suffix not in (".yaml", ".yml", ".json"):
         raise ExpforgeError(f"{output}: a compiled pipeline must be written to a .yaml or .json file")
     with pinned_images(images), staged_file(output) as staging:
-        pipeline = load_factory(name)()
+        pipeline = build_pipeline(name, preset)
         compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(staging))
         if env:
             add_task_environment(staging, env)
@@ -110,7 +123,14 @@ def compile_pipelines(
     names: Sequence[str] | None = None,
     images: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    preset: str | None = None,
 ) -> list[Path]:
-    """Compile each named pipeline (default: all) to ``<output_dir>/<name>.yaml``."""
+    """Compile each named pipeline (default: all) to ``<output_dir>/<name>.yaml`` (``preset`` applies to the
+    pipelines that have it)."""
+    from expforge.pipelines.presets import PRESETS
+
     output_dir = Path(output_dir)
-    return [compile_pipeline(name, output_dir / f"{name}.yaml", images, env) for name in (names or sorted(PIPELINES))]
+    return [
+        compile_pipeline(name, output_dir / f"{name}.yaml", images, env, preset if name in PRESETS else None)
+        for name in (names or sorted(PIPELINES))
+    ]

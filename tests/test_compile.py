@@ -26,7 +26,7 @@ def load_spec(path: Path) -> pipeline_spec_pb2.PipelineSpec:
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[pipeline_spec_pb2.PipelineSpec, dict[str, str]]:
     images = {step: f"registry.invalid/expforge/{step}:sha-{i}" for i, step in enumerate(STEPS)}
-    path = compile_pipeline("mnist-synthetic", tmp_path_factory.mktemp("compiled") / "mnist.yaml", images)
+    path = compile_pipeline("mnist-baseline", tmp_path_factory.mktemp("compiled") / "mnist.yaml", images)
     return load_spec(path), images
 
 
@@ -107,12 +107,12 @@ def test_resource_limits_reach_the_spec(compiled) -> None:
 
 
 def test_without_image_map_tasks_use_default_tags(tmp_path: Path) -> None:
-    spec = load_spec(compile_pipeline("mnist-synthetic", tmp_path / "p.yaml"))
+    spec = load_spec(compile_pipeline("mnist-baseline", tmp_path / "p.yaml"))
     for step in STEPS:
         assert executor_of(spec, step).container.image == default_image(step)
     # compiling with a map must not leak into later compilations
-    compile_pipeline("mnist-synthetic", tmp_path / "q.yaml", {"evaluate": "x/evaluate:1"})
-    spec = load_spec(compile_pipeline("mnist-synthetic", tmp_path / "r.yaml"))
+    compile_pipeline("mnist-baseline", tmp_path / "q.yaml", {"evaluate": "x/evaluate:1"})
+    spec = load_spec(compile_pipeline("mnist-baseline", tmp_path / "r.yaml"))
     assert executor_of(spec, "evaluate").container.image == default_image("evaluate")
 
 
@@ -126,13 +126,13 @@ def test_cli_compile_with_image_map_and_bad_maps(tmp_path: Path) -> None:
     images.write_text(json.dumps({"base": "expforge/base:1", "evaluate": "expforge/evaluate:abc"}))
     result = runner.invoke(app, ["compile", "--images", str(images), "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    spec = load_spec(tmp_path / "out" / "mnist-synthetic.yaml")
+    spec = load_spec(tmp_path / "out" / "mnist-baseline.yaml")
     assert executor_of(spec, "evaluate").container.image == "expforge/evaluate:abc"
 
     images.write_text(json.dumps({"evaluat": "expforge/evaluate:abc"}))
     result = runner.invoke(app, ["compile", "--images", str(images), "--output", str(tmp_path / "o2")])
     assert result.exit_code == 2 and "unknown step(s) evaluat" in result.output
-    assert not (tmp_path / "o2" / "mnist-synthetic.yaml").exists()
+    assert not (tmp_path / "o2" / "mnist-baseline.yaml").exists()
     images.write_text("[1, 2]")
     with pytest.raises(Exception, match="expected a JSON object"):
         read_image_map(images)
@@ -144,10 +144,10 @@ def test_compile_env_reaches_every_container_and_bad_env_is_one_line(tmp_path: P
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["compile", "--pipeline", "mnist-synthetic", "--output", str(tmp_path), "--env", "EXPFORGE_TRACKING=gcp"],
+        ["compile", "--pipeline", "mnist-baseline", "--output", str(tmp_path), "--env", "EXPFORGE_TRACKING=gcp"],
     )
     assert result.exit_code == 0, result.output
-    spec = load_spec(tmp_path / "mnist-synthetic.yaml")
+    spec = load_spec(tmp_path / "mnist-baseline.yaml")
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
     assert executors
     for executor in executors.values():

@@ -1,4 +1,4 @@
-"""mnist-synthetic end to end through the compiled YAML and the local runner (subprocess and Docker)."""
+"""mnist-baseline end to end through the compiled YAML and the local runner (subprocess and Docker)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,30 @@ def check_successful_run(result: RunResult) -> None:
     assert [line.split(",")[1].split(":")[0] for line in history[1:]] == ["0"] * 3 + ["1"] * 3
 
 
+def check_tracked(result: RunResult, root: Path) -> None:
+    """The run and each of its tasks are in the local tracking store, with provenance and metrics."""
+    from expforge.tracking.local import LocalTracker
+
+    with LocalTracker(root / ".tracking" / "runs.sqlite") as store:
+        parent = store.get_run(result.run_id)
+        children = {r.run_id: r for r in store.list_runs() if r.parent_run_id == result.run_id}
+    assert parent.state == "SUCCEEDED" and parent.pipeline == "mnist-baseline"
+    assert parent.params["font_count"] == SMALL["font_count"]
+    assert parent.metrics["accuracy"] == pytest.approx(result.pipeline_outputs["accuracy"])
+    assert parent.python and parent.pip_freeze and parent.image_digests
+    assert set(children) == {f"{result.run_id}/{step}" for step in STEPS}
+    evaluate = children[f"{result.run_id}/evaluate"]
+    assert evaluate.state == "SUCCEEDED" and evaluate.params["split"] == "test"
+    assert evaluate.metrics["accuracy"] == pytest.approx(result.pipeline_outputs["accuracy"])
+    assert any(uri.endswith("/dataset") for uri in evaluate.datasets)
+    assert set(evaluate.artifacts) >= {"metrics", "report", "evaluation"}
+
+
 def test_subprocess_backend_runs_the_pipeline_and_reuses_the_cache(tmp_path: Path) -> None:
-    spec = compile_pipeline("mnist-synthetic", tmp_path / "mnist.yaml")
+    spec = compile_pipeline("mnist-baseline", tmp_path / "mnist.yaml")
     first = run_pipeline(spec, SMALL, backend="subprocess", root=tmp_path / "runs")
     check_successful_run(first)
+    check_tracked(first, tmp_path / "runs")
     again = run_pipeline(spec, SMALL, backend="subprocess", root=tmp_path / "runs")
     assert again.state == "SUCCEEDED"
     assert all(t["cached"] for t in again.tasks.values())
@@ -53,7 +73,7 @@ def test_subprocess_backend_runs_the_pipeline_and_reuses_the_cache(tmp_path: Pat
 
 
 def test_bad_component_input_fails_the_task_with_one_clear_line(tmp_path: Path) -> None:
-    spec = compile_pipeline("mnist-synthetic", tmp_path / "mnist.yaml")
+    spec = compile_pipeline("mnist-baseline", tmp_path / "mnist.yaml")
     completed = subprocess.run(
         [sys.executable, "-m", "expforge", "run", str(spec), "--backend", "subprocess", "--root", str(tmp_path)]
         + [arg for k, v in {**SMALL, "mnist_limit": -5}.items() for arg in ("-p", f"{k}={v}")],
@@ -73,7 +93,8 @@ def test_bad_component_input_fails_the_task_with_one_clear_line(tmp_path: Path) 
 
 @pytest.mark.docker
 def test_docker_backend_runs_the_same_yaml_in_the_built_images(tmp_path: Path, built_images: dict[str, str]) -> None:
-    spec = compile_pipeline("mnist-synthetic", tmp_path / "mnist.yaml", built_images)
+    spec = compile_pipeline("mnist-baseline", tmp_path / "mnist.yaml", built_images)
     assert all(built_images[step] in spec.read_text() for step in STEPS)
     result = run_pipeline(spec, SMALL, backend="docker", root=tmp_path / "runs")
     check_successful_run(result)
+    check_tracked(result, tmp_path / "runs")

@@ -135,7 +135,7 @@ def train_sklearn(
 
 @command("evaluate")
 def evaluate(
-    model: Path = typer.Option(..., "--model", help="A model saved by train-sklearn."),
+    model: Path = typer.Option(..., "--model", help="A model saved by train-sklearn or train-torch."),
     dataset: Path = typer.Option(..., "--dataset", help="Dataset directory."),
     split: str = typer.Option("test", "--split", help="train|val|test"),
     output: Path = typer.Option(Path("runs/evaluation"), "--output", help="Directory for metrics and plots."),
@@ -169,13 +169,14 @@ def compile_pipelines(
     env: list[str] = typer.Option(
         [], "--env", help="KEY=VALUE set on every task (e.g. EXPFORGE_TRACKING=gcp for Vertex runs); repeatable."
     ),
+    preset: str | None = typer.Option(None, "--preset", help="Pipeline size: demo (default) or full."),
 ) -> None:
     """Compile pipelines to the pipeline-spec YAML that Vertex AI and `expforge run` execute."""
     from expforge.pipelines.compile import compile_pipelines as compile_all
     from expforge.pipelines.compile import parse_env, read_image_map
 
     image_map = read_image_map(images) if images else None
-    for path in compile_all(output, pipeline or None, image_map, parse_env(env)):
+    for path in compile_all(output, pipeline or None, image_map, parse_env(env), preset):
         typer.echo(str(path))
 
 
@@ -205,7 +206,16 @@ def demo(
 
 # Commands of larger areas live beside their step library; each module defines
 # ``register(command: Callable[[str], decorator], app: typer.Typer) -> None`` and adds its commands (and groups).
-CLI_MODULES: tuple[str, ...] = ()
+CLI_MODULES: tuple[str, ...] = (
+    "expforge.train.torch_cli",
+    "expforge.tune.cli",
+    "expforge.text.cli",
+    "expforge.text.lm_cli",
+    "expforge.drift.cli",
+    "expforge.registry.cli",
+    "expforge.cloud.cli",
+    "expforge.tracking.cli",
+)
 
 
 def _register_area_commands() -> None:

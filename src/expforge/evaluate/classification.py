@@ -97,7 +97,8 @@ def markdown_report(result: dict[str, Any]) -> str:
 def evaluate_model(
     model: Path | str, dataset: Path | str, *, split: str = "test", output: Path | str
 ) -> dict[str, object]:
-    """Evaluate the model saved at ``model`` on ``split`` of ``dataset``; write the report files to ``output``.
+    """Evaluate the model saved at ``model`` (a scikit-learn bundle or a CNN checkpoint) on ``split`` of
+    ``dataset``; write the report files to ``output``.
 
     Returns the metrics (keys ``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix``, ``labels``,
     ``split``, ``n``, plus the ``model`` and ``dataset`` paths). ``output`` is replaced as a whole, only once
@@ -105,12 +106,12 @@ def evaluate_model(
     """
     from sklearn.metrics import classification_report
 
-    from expforge.train.sklearn_trainer import load_model, predict
+    from expforge.train.classifier import load_classifier
 
     check_split(split, where="--split")
-    bundle = load_model(model)
+    classifier = load_classifier(model)
     images, labels, _ = load_arrays(dataset, [split])
-    predicted = predict(bundle, images)
+    predicted = classifier.predict(images)
     result: dict[str, Any] = {
         **classification_metrics(labels, predicted),
         "split": split,

@@ -30,6 +30,15 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_threads() -> int:
+    """Threads for CPU training: ``OMP_NUM_THREADS`` when set (e.g. one per parallel test worker), else every
+    CPU this process may use. Oversubscribing cores makes small models many times slower, not faster."""
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return min(int(configured), available_cpus())
+    return available_cpus()
+
+
 def select_device(requested: str = "auto") -> torch.device:
     """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is a clear error."""
     import torch
@@ -41,7 +50,7 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cpu":
-        torch.set_num_threads(available_cpus())
+        torch.set_num_threads(cpu_threads())
     return torch.device(requested)
 
 
@@ -58,7 +67,9 @@ def seed_everything(seed: int, device: torch.device) -> None:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=False)
     else:
-        # cuDNN autotuning picks the fastest kernels; bit-exactness on GPU is not promised.
+        # cuDNN autotuning picks the fastest kernels; bit-exactness on GPU is not promised. Deterministic mode
+        # must be off (an earlier CPU run in the same process may have turned it on): cuBLAS refuses otherwise.
+        torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
 
 

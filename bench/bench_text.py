@@ -1,0 +1,235 @@
+"""`make bench-text`: figures for the text steps, written as JSON (default ``bench/results/text.json``).
+
+* prepare-corpus throughput (MB of source text per second, end to end: reading the plays, tokenizer training
+  for BPE, encoding, checksums, the atomic write) for the char and the BPE tokenizer on the Shakespeare corpus;
+* train-lm throughput (tokens/s) on 2 CPU cores (the whole benchmark is pinned to two cores where it has more);
+* validation bits per character after a fixed CPU training budget (default 300 s of training time on 2 cores;
+  char-level Shakespeare; the model's shape and parameter count are recorded) — smaller is better. The score is
+  ``evaluate-lm`` over the *whole* validation split, not the trainer's sampled windows;
+* on a machine with a CUDA GPU: train-lm tokens/s for the same model (mixed precision), and at a larger batch.
+
+    python bench/bench_text.py                 # the real figures (≈ 6 minutes on 2 cores)
+    python bench/bench_text.py --quick         # a smoke test: small text, tiny budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from expforge.atomic import staged_file
+from expforge.text.lm_eval import evaluate_lm
+from expforge.text.lm_trainer import LmHistoryRow, train_lm
+from expforge.text.prepare import prepare_corpus
+from expforge.train.device import available_cpus
+
+# The benchmark model: big enough to learn real structure, small enough to see ~0.5 epoch of Shakespeare in
+# 5 minutes on 2 cores.
+BENCH_MODEL = {"layers": 4, "heads": 4, "width": 128, "context": 128}
+BENCH_TRAINING = {"batch_size": 32, "lr": 3e-3, "warmup": 100, "weight_decay": 0.1, "dropout": 0.0}
+QUICK_MODEL = {"layers": 1, "heads": 2, "width": 32, "context": 32}
+QUICK_TRAINING = {**BENCH_TRAINING, "warmup": 10}
+BPE_VOCAB = 2048
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def pin_cpus(count: int) -> list[int]:
+    """Restrict this process to ``count`` of its CPUs (the figure is "on N cores", whatever the machine)."""
+    if hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) > count:
+            os.sched_setaffinity(0, allowed[:count])
+        return sorted(os.sched_getaffinity(0))
+    return list(range(min(count, os.cpu_count() or 1)))
+
+
+def prepare_throughput(work: Path, *, max_chars: int | None, seed: int) -> dict[str, Any]:
+    """Prepare Shakespeare with each tokenizer; MB/s of source text, plus the corpus each produced."""
+    figures: dict[str, Any] = {}
+    for tokenizer in ("char", "bpe"):
+        output = work / f"shakespeare-{tokenizer}"
+        extra = {"vocab_size": BPE_VOCAB} if tokenizer == "bpe" else {}
+        summary = prepare_corpus(["shakespeare"], output, tokenizer=tokenizer, seed=seed, max_chars=max_chars, **extra)
+        throughput = summary["throughput"]
+        counts = summary["counts"]
+        figures[tokenizer] = {
+            "mb_per_second": throughput["mb_per_s"],
+            "seconds": throughput["seconds"],
+            "megabytes": throughput["megabytes"],
+            "tokenize_mb_per_second": throughput["tokenize_mb_per_s"],
+            "characters": counts["characters"],
+            "vocab_size": summary["vocab_size"],
+            "train_tokens": counts["train_tokens"],
+            "val_tokens": counts["val_tokens"],
+            "corpus_id": summary["corpus_id"],
+        }
+    return figures
+
+
+def _steady_tokens_per_second(history: list[LmHistoryRow]) -> float:
+    """Median interval throughput, leaving out the first interval (allocator and kernel warm-up)."""
+    rows = [r.tokens_per_second for r in history if r.tokens_per_second > 0]
+    rows = rows[1:] if len(rows) > 1 else rows
+    return statistics.median(rows) if rows else 0.0
+
+
+def cpu_budget_run(
+    corpus_dir: Path,
+    work: Path,
+    *,
+    budget_s: float,
+    model: dict[str, int],
+    training: dict[str, Any],
+    eval_interval: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Train on CPU until ``budget_s`` of training time is spent; score on the whole val split."""
+    result = train_lm(
+        corpus_dir,
+        work / "cpu-model.pt",
+        **model,
+        **training,
+        steps=10_000_000,  # the budget ends the run; the cosine schedule follows the budget fraction
+        eval_interval=eval_interval,
+        eval_batches=4,
+        device="cpu",
+        seed=seed,
+        time_budget_s=budget_s,
+    )
+    scored = evaluate_lm(result.model_path, corpus_dir, max_windows=None, device="cpu")
+    return {
+        "budget_s": budget_s,
+        "val_bits_per_char": round(scored["bits_per_char"], 4),
+        "val_loss": round(scored["val_loss"], 4),
+        "val_tokens_scored": scored["tokens"],
+        "steps": result.final["steps"],
+        "train_seconds": round(result.final["train_seconds"], 2),
+        "tokens_seen": result.final["steps"] * training["batch_size"] * model["context"],
+        "tokens_per_second": round(result.final["tokens_per_second"], 1),
+        "tokens_per_second_steady": round(_steady_tokens_per_second(result.history), 1),
+        "history": [
+            {"step": r.step, "val_bpc": round(r.val_bpc, 4), "train_loss": round(r.train_loss, 4), "s": int(r.seconds)}
+            for r in result.history
+        ],
+        "device": result.device,
+    }
+
+
+def gpu_throughput(
+    corpus_dir: Path, work: Path, *, model: dict[str, int], training: dict[str, Any], steps: int, seed: int
+) -> dict[str, Any]:
+    """Tokens/s of the same model on CUDA with mixed precision (at the bench batch and at 8× that batch)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA GPU visible to torch"}
+    figures: dict[str, Any] = {}
+    for label, batch in (("same_batch", training["batch_size"]), ("batch_x8", 8 * training["batch_size"])):
+        result = train_lm(
+            corpus_dir,
+            work / f"gpu-{label}.pt",
+            **model,
+            **{**training, "batch_size": batch, "warmup": min(training["warmup"], steps // 10)},
+            steps=steps,
+            eval_interval=max(1, steps // 5),
+            eval_batches=2,
+            device="cuda",
+            seed=seed,
+        )
+        figures[label] = {
+            "batch_size": batch,
+            "tokens_per_second": round(_steady_tokens_per_second(result.history), 1),
+            "steps": steps,
+            "final_val_bpc": round(result.final["val_bpc"], 4),
+            "device": result.device,
+        }
+    return figures
+
+
+def run_benchmark(
+    *, budget_s: float = 300.0, quick: bool = False, cpus: int = 2, workdir: Path | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """All the text figures; ``quick`` shrinks everything to a smoke test (the numbers then mean little)."""
+    model = QUICK_MODEL if quick else BENCH_MODEL
+    training = QUICK_TRAINING if quick else BENCH_TRAINING
+    usable_cpus = available_cpus()
+    pinned = pin_cpus(cpus)  # every figure is "on N cores", whatever the machine has
+    with tempfile.TemporaryDirectory(prefix="expforge-bench-text-", dir=workdir) as tmp:
+        work = Path(tmp)
+        prepare = prepare_throughput(work, max_chars=200_000 if quick else None, seed=seed)
+        corpus_dir = work / "shakespeare-char"
+        gpu = gpu_throughput(corpus_dir, work, model=model, training=training, steps=50 if quick else 500, seed=seed)
+        cpu = cpu_budget_run(
+            corpus_dir,
+            work,
+            budget_s=budget_s,
+            model=model,
+            training=training,
+            eval_interval=20 if quick else 250,
+            seed=seed,
+        )
+    from expforge.text.gpt import GptConfig, build_gpt, parameter_count
+
+    config = GptConfig(vocab_size=prepare["char"]["vocab_size"], **model)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "quick": quick,
+        "prepare_corpus": prepare,
+        "model": {
+            **config.architecture(),
+            "parameters": parameter_count(build_gpt(config)),
+            "tokenizer": "char",
+            "training": training,
+        },
+        "cpu": {"cores": len(pinned), "cpu_ids": pinned, **cpu},
+        "gpu": gpu,
+        "seed": seed,
+        "machine": {
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "usable_cpus_before_pinning": usable_cpus,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_after": [round(x, 2) for x in load] if load else None,
+        },
+        "scope": (
+            "prepare: end to end MB of source text per second; cpu: training time only (evaluations excluded), "
+            "bits per character from evaluate-lm over the whole validation split"
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-s", type=float, default=300.0, help="CPU training budget in seconds (300).")
+    parser.add_argument("--quick", action="store_true", help="Tiny smoke test (200k characters, tiny model).")
+    parser.add_argument("--cpus", type=int, default=2, help="Cores the CPU figures use (default 2).")
+    parser.add_argument("--workdir", type=Path, default=None, help="Where to write (default: the temp directory).")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/text.json"), help="JSON file to write.")
+    args = parser.parse_args(argv)
+    report = run_benchmark(budget_s=args.budget_s, quick=args.quick, cpus=args.cpus, workdir=args.workdir)
+    with staged_file(args.output) as staging:
+        staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
