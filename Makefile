@@ -88,6 +88,18 @@ bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead,
 	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-baseline.yaml \
 	  -p mnist_source=bundled -p font_count=5000
 
+# make pipeline-submit PIPELINE=mnist-synthetic PROJECT=my-project REGION=us-central1 BUCKET=my-bucket
+#   [EXPERIMENT=name] [SERVICE_ACCOUNT=sa@...] [PARAMS="k=v k2=v2"] [LABELS="k=v"] [CACHE=0|1] [DRY_RUN=1]
+# (images: build/images.json when present; for Vertex use pushed references, e.g. IMAGES=build/cloudbuild/images.json)
+IMAGES ?= $(wildcard $(IMAGES_JSON))
+.PHONY: pipeline-submit
+pipeline-submit: venv ## Compile PIPELINE and submit it to Vertex AI Pipelines (PROJECT, REGION, BUCKET; DRY_RUN=1 prints the request)
+	@$(EXPFORGE) submit "$(or $(PIPELINE),mnist-synthetic)" --project "$(PROJECT)" --region "$(REGION)" --bucket "$(BUCKET)" \
+	  $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)") \
+	  $(foreach p,$(PARAMS),-p "$(p)") $(foreach l,$(LABELS),--label "$(l)") \
+	  $(if $(filter 0 false no,$(CACHE)),--no-cache) $(if $(filter 1 true yes,$(CACHE)),--cache) \
+	  $(if $(IMAGES),--images "$(IMAGES)") $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+
 .PHONY: bench-hpo
 bench-hpo: venv fonts ## Hyperband vs random search (3 seeds), font/real accuracy recipes, CPU throughput; JSON under bench/results/
 	$(PY) bench/bench_hpo.py --output bench/results/hpo.json $(BENCH_ARGS)

@@ -111,7 +111,12 @@ def hyperband_trial(
     }
     record = json_safe(record)
 
-    log_scalars(metrics, result.final)
+    per_epoch = {
+        f"epoch_{epoch.epoch:03d}_{key}": getattr(epoch, key)
+        for epoch in result.history
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+    }
+    log_scalars(metrics, {**result.final, **per_epoch})
     describe(
         checkpoint,
         {"trial_id": trial_id, "bracket": bracket, "rung": rung, "config": trial["config"]},

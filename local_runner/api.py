@@ -130,6 +130,17 @@ def task_environment(
     return env, (tracking_dir, registry_dir)
 
 
+def task_read_paths(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """Host files the task environment names that a container must see (e.g. the TLS roots bundle that
+    trusts the Vertex AI stand-in, ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``); mounted read-only at the same path."""
+    paths = []
+    for key in ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",):
+        value = env.get(key)
+        if value and Path(value).is_file():
+            paths.append(Path(value).parent)
+    return tuple(paths)
+
+
 def _root_artifacts(spec: PipelineSpecFile, given: Mapping[str, str]) -> dict[str, list[RuntimeArtifact]]:
     storage = LocalStorage()
     artifacts = {}
@@ -218,6 +229,7 @@ def run_pipeline(
             allow_cpu_fallback=allow_cpu_fallback,
             task_env=environment,
             shared_dirs=shared_dirs,
+            read_paths=task_read_paths(environment),
         )
         return _run(ctx, Scope(parameters, root_artifacts))
     finally:

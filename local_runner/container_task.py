@@ -330,7 +330,7 @@ class ContainerTask:
             run_dir=self.ctx.run_dir,
             log_path=self.log_path,
             resources=resources,
-            extra_read_paths=self._extra_read_paths(artifacts),
+            extra_read_paths=self._extra_read_paths(artifacts) + self.ctx.read_paths,
             shared_dirs=self.ctx.shared_dirs,
         )
         with self.log_path.open("a", encoding="utf-8") as log:

@@ -52,6 +52,7 @@ class RunContext:
     # directories tasks share (mounted read-write into containers).
     task_env: dict[str, str] = field(default_factory=dict)
     shared_dirs: tuple[Path, ...] = ()
+    read_paths: tuple[Path, ...] = ()
     cancel: threading.Event = field(default_factory=threading.Event)
     warnings: list[str] = field(default_factory=list)
     _warned: set[str] = field(default_factory=set)

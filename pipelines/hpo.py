@@ -113,6 +113,51 @@ def _set_resources(
         task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
 
 
+class _TrialInputs(NamedTuple):
+    """What every trial task of one search shares: the data, the training settings and the resource limits."""
+
+    synthetic: PipelineChannel
+    real: PipelineChannel
+    real_fraction: Value
+    curriculum: Value
+    device: Value
+    seed: Value
+    cpu: Value
+    memory: Value
+    accelerator_type: Value
+    accelerator_count: Value
+
+    def add(
+        self,
+        item: PipelineChannel,
+        *,
+        epochs: int,
+        max_epochs: int,
+        bracket: int,
+        rung: int,
+        display_name: str,
+        previous: PipelineChannel | None = None,
+    ) -> dsl.PipelineTask:
+        """One ``hyperband-trial`` task for the configuration ``item``, its limits given both as inputs and as
+        task settings (see :func:`_resource_arguments`); ``previous``: checkpoints to warm-start from."""
+        values = self._asdict()
+        resources = {name: values.pop(name) for name in ("cpu", "memory", "accelerator_type", "accelerator_count")}
+        arguments: dict[str, Any] = {
+            **values,
+            "trial": item,
+            "epochs": epochs,
+            "max_epochs": max_epochs,
+            "bracket": bracket,
+            "rung": rung,
+            **_resource_arguments(resources),
+        }
+        if previous is not None:
+            arguments["previous"] = previous
+        task = hyperband_trial(**arguments).set_display_name(display_name)
+        _set_resources(task, **resources)
+        return task
+
+
 def add_hyperband(
     synthetic: PipelineChannel,
     real: PipelineChannel,
@@ -137,12 +182,18 @@ def add_hyperband(
     if not isinstance(schedule, HyperbandSchedule):
         raise TypeError("schedule must be a HyperbandSchedule (the graph is unrolled at compile time)")
     search_space = _check_search_space(search_space)
-    resources = {
-        "cpu": cpu,
-        "memory": memory,
-        "accelerator_type": accelerator_type,
-        "accelerator_count": accelerator_count,
-    }
+    trials = _TrialInputs(
+        synthetic=synthetic,
+        real=real,
+        real_fraction=real_fraction,
+        curriculum=curriculum,
+        device=device,
+        seed=seed,
+        cpu=cpu,
+        memory=memory,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+    )
     incumbent: dsl.PipelineTask | None = None
     for bracket in schedule.brackets:
         s = bracket.s
@@ -159,26 +210,15 @@ def add_hyperband(
             final = rung.index == len(bracket.rungs) - 1
             label = f"bracket {s} · rung {rung.index} · {rung.configs} trials at {_epochs(rung.epochs)}"
             with dsl.ParallelFor(items, parallelism=parallelism, name=label) as item:
-                arguments: dict[str, Any] = {
-                    "synthetic": synthetic,
-                    "real": real,
-                    "trial": item,
-                    "epochs": rung.epochs,
-                    "max_epochs": schedule.max_resource,
-                    "real_fraction": real_fraction,
-                    "curriculum": curriculum,
-                    "device": device,
-                    "seed": seed,
-                    "bracket": s,
-                    "rung": rung.index,
-                    **_resource_arguments(resources),
-                }
-                if promoted is not None:
-                    arguments["previous"] = promoted  # warm start: the previous rung's kept checkpoints
-                trial = hyperband_trial(**arguments).set_display_name(
-                    f"trial · bracket {s} · rung {rung.index} · {_epochs(rung.epochs)}"
+                trial = trials.add(
+                    item,
+                    epochs=rung.epochs,
+                    max_epochs=schedule.max_resource,
+                    bracket=s,
+                    rung=rung.index,
+                    display_name=f"trial · bracket {s} · rung {rung.index} · {_epochs(rung.epochs)}",
+                    previous=promoted,  # warm start: the previous rung's kept checkpoints
                 )
-                _set_resources(trial, **resources)
             selection: dict[str, Any] = {
                 "trials": dsl.Collected(trial.outputs["checkpoint"]),
                 "records": dsl.Collected(trial.outputs["record"]),
@@ -220,34 +260,30 @@ def add_random_search(
     """``budget_epochs // epochs_per_trial`` random configurations at ``epochs_per_trial`` epochs; keep the best."""
     count = random_search_size(budget_epochs, epochs_per_trial)
     search_space = _check_search_space(search_space)
+    trials = _TrialInputs(
+        synthetic=synthetic,
+        real=real,
+        real_fraction=real_fraction,
+        curriculum=curriculum,
+        device=device,
+        seed=seed,
+        cpu=cpu,
+        memory=memory,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+    )
     sampled = sample_configs(
         search_space=search_space, count=count, seed=seed, salt=RANDOM_SEARCH_SALT, id_prefix=RANDOM_SEARCH_PREFIX
     ).set_display_name(f"random search · sample {count} configurations")
     label = f"random search · {count} trials at {_epochs(epochs_per_trial)}"
     with dsl.ParallelFor(sampled.output, parallelism=parallelism, name=label) as item:
-        trial = hyperband_trial(
-            synthetic=synthetic,
-            real=real,
-            trial=item,
+        trial = trials.add(
+            item,
             epochs=epochs_per_trial,
             max_epochs=epochs_per_trial,
-            real_fraction=real_fraction,
-            curriculum=curriculum,
-            device=device,
-            seed=seed,
             bracket=-1,
             rung=0,
-            **_resource_arguments(
-                {
-                    "cpu": cpu,
-                    "memory": memory,
-                    "accelerator_type": accelerator_type,
-                    "accelerator_count": accelerator_count,
-                }
-            ),
-        ).set_display_name(f"trial · random search · {_epochs(epochs_per_trial)}")
-        _set_resources(
-            trial, cpu=cpu, memory=memory, accelerator_type=accelerator_type, accelerator_count=accelerator_count
+            display_name=f"trial · random search · {_epochs(epochs_per_trial)}",
         )
     chosen = select_top(
         trials=dsl.Collected(trial.outputs["checkpoint"]), records=dsl.Collected(trial.outputs["record"]), keep=1

@@ -121,28 +121,22 @@ def build(
         scored = evaluate(model=best.best_model, dataset=real.outputs["dataset"], split="test").set_display_name(
             "evaluate the winner on real test"
         )
-        drift_check(
-            reference=synthetic.outputs["dataset"],
-            current=real.outputs["dataset"],
-            model=best.best_model,
-            reference_split="train",
-            current_split="test",
-            js_threshold=js_threshold,
-            psi_threshold=psi_threshold,
-            max_drift_share=max_drift_share,
-            seed=seed,
-        ).set_display_name("drift: font digits vs real test (report)")
-        gate = drift_check(
-            reference=real.outputs["dataset"],
-            current=real.outputs["dataset"],
-            model=best.best_model,
-            reference_split="train",
-            current_split="test",
-            js_threshold=js_threshold,
-            psi_threshold=psi_threshold,
-            max_drift_share=max_drift_share,
-            seed=seed,
-        ).set_display_name("drift: real train vs real test (gate)")
+        drift_settings = {
+            "model": best.best_model,
+            "current": real.outputs["dataset"],
+            "reference_split": "train",
+            "current_split": "test",
+            "js_threshold": js_threshold,
+            "psi_threshold": psi_threshold,
+            "max_drift_share": max_drift_share,
+            "seed": seed,
+        }
+        drift_check(reference=synthetic.outputs["dataset"], **drift_settings).set_display_name(
+            "drift: font digits vs real test (report)"
+        )
+        gate = drift_check(reference=real.outputs["dataset"], **drift_settings).set_display_name(
+            "drift: real train vs real test (gate)"
+        )
         accurate = dsl.If(scored.outputs["accuracy"] >= accuracy_threshold, name="accurate enough")
         no_drift = dsl.If(gate.outputs["gate_passed"] == True, name="no drift")  # noqa: E712 (a KFP condition)
         with accurate, no_drift:

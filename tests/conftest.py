@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import numpy as np
+# Under pytest-xdist every worker gets one thread for numerical libraries: workers already fill the cores, and
+# oversubscribed torch/BLAS threads make small models many times slower (set before torch is imported).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 from docker_gate import docker_unavailable, require_images
+from synthetic_digits import synthetic_items
 
 from expforge.data.manifest import write_dataset
+from expforge.standins.tls import process_cert
+from expforge.standins.vertex import trust_certificate
 
+# Session fixtures that start the Google Cloud stand-ins (Firestore, Cloud Storage, BigQuery, Vertex AI).
+pytest_plugins = ["standins_fixtures"]
 
-def synthetic_items(n_per_class: int, split: str, seed: int = 0) -> list[tuple[np.ndarray, int, str, dict[str, str]]]:
-    """Tiny 28×28 images whose bright square's position encodes the label (so models can learn it)."""
-    rng = np.random.default_rng(seed)
-    items = []
-    for label in range(10):
-        for _ in range(n_per_class):
-            image = rng.integers(0, 30, size=(28, 28), dtype=np.uint8)
-            row, col = divmod(label, 5)
-            image[4 + row * 10 : 12 + row * 10, 2 + col * 5 : 6 + col * 5] = 255
-            items.append((image, label, split, {}))
-    return items
+# gRPC loads its trust roots once per process, at the first secure channel: trust the certificate every
+# Vertex stand-in of this worker serves before any test opens one.
+trust_certificate(process_cert().cert_path)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_items
+from synthetic_digits import synthetic_items
 from typer.testing import CliRunner
 
 from expforge.cli import app

@@ -64,8 +64,27 @@ class ModelVersion:
         return float(value)
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A :meth:`ModelRegistry.register` request after validation: what a backend stores, already known good.
+
+    Every check runs before a backend copies or uploads anything, so a bad request leaves no trace in either.
+    """
+
+    name: str
+    source: Path
+    evaluation: dict[str, Any]
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+    aliases: list[str]
+
+
 class ModelRegistry(Protocol):
-    """What every registry backend offers (see the module docstring for the rules)."""
+    """What every registry backend offers (see the module docstring for the rules).
+
+    Backends subclass it explicitly to inherit :meth:`register`, which validates the request the same way for
+    all of them and hands the result to the backend's :meth:`_register`.
+    """
 
     kind: str
 
@@ -81,6 +100,18 @@ class ModelRegistry(Protocol):
         accuracy_key: str = ACCURACY_KEY,
     ) -> ModelVersion:
         """Add a version holding a copy of ``artifact`` (a file or directory) with its evaluation."""
+        request = Registration(
+            name=check_model_name(model_name),
+            evaluation=check_evaluation(evaluation, accuracy_key=accuracy_key),
+            metadata=check_metadata(metadata),
+            labels=check_labels(labels),
+            aliases=check_aliases(aliases),
+            source=check_artifact(artifact),
+        )
+        return self._register(request)
+
+    def _register(self, request: Registration) -> ModelVersion:
+        """Store a validated request as the model's next version (the backend-specific half of ``register``)."""
         ...
 
     def get(self, model_name: str, ref: str = DEFAULT_ALIAS) -> ModelVersion:

@@ -20,23 +20,18 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from expforge.errors import ExpforgeError
 from expforge.registry.base import (
-    ACCURACY_KEY,
     DEFAULT_ALIAS,
+    ModelRegistry,
     ModelVersion,
     NotRegisteredError,
+    Registration,
     check_alias,
-    check_aliases,
-    check_artifact,
-    check_evaluation,
-    check_labels,
-    check_metadata,
     check_model_name,
 )
 
@@ -71,7 +66,7 @@ def default_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
 
 
-class LocalRegistry:
+class LocalRegistry(ModelRegistry):
     """A :class:`~expforge.registry.base.ModelRegistry` in a local directory (see the module docstring)."""
 
     kind = "local"
@@ -130,24 +125,10 @@ class LocalRegistry:
 
     # --- the protocol ----------------------------------------------------------------------------------------
 
-    def register(
-        self,
-        model_name: str,
-        artifact: Path | str,
-        *,
-        evaluation: Mapping[str, Any],
-        metadata: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-        aliases: Sequence[str] = (),
-        accuracy_key: str = ACCURACY_KEY,
-    ) -> ModelVersion:
-        """Copy ``artifact`` in and record it as the model's next version (see the module docstring)."""
-        name = check_model_name(model_name)
-        checked_evaluation = check_evaluation(evaluation, accuracy_key=accuracy_key)
-        checked_metadata = check_metadata(metadata)
-        checked_labels = check_labels(labels)
-        wanted = check_aliases(aliases)
-        source = check_artifact(artifact)
+    def _register(self, request: Registration) -> ModelVersion:
+        """Copy the artifact in and record it as the model's next version (see the module docstring)."""
+        name, source, wanted = request.name, request.source, list(request.aliases)
+        checked_evaluation, checked_metadata, checked_labels = request.evaluation, request.metadata, request.labels
 
         model_dir = self.root / MODELS_DIR / name
         try:

@@ -27,16 +27,12 @@ from typing import Any
 
 from expforge.errors import ExpforgeError
 from expforge.registry.base import (
-    ACCURACY_KEY,
     DEFAULT_ALIAS,
+    ModelRegistry,
     ModelVersion,
     NotRegisteredError,
+    Registration,
     check_alias,
-    check_aliases,
-    check_artifact,
-    check_evaluation,
-    check_labels,
-    check_metadata,
     check_model_name,
 )
 
@@ -93,7 +89,7 @@ def classification_metrics(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-class VertexRegistry:
+class VertexRegistry(ModelRegistry):
     """A :class:`~expforge.registry.base.ModelRegistry` on Vertex AI Model Registry (see the module docstring)."""
 
     kind = "vertex"
@@ -250,27 +246,13 @@ class VertexRegistry:
 
     # --- the protocol ------------------------------------------------------------------------------------
 
-    def register(
-        self,
-        model_name: str,
-        artifact: Path | str,
-        *,
-        evaluation: Mapping[str, Any],
-        metadata: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-        aliases: Sequence[str] = (),
-        accuracy_key: str = ACCURACY_KEY,
-    ) -> ModelVersion:
+    def _register(self, request: Registration) -> ModelVersion:
         """Upload the files, add a version, attach the evaluation, then move the aliases (module docstring)."""
         from google.cloud import aiplatform
         from google.cloud.aiplatform_v1.types import ModelEvaluation
 
-        name = check_model_name(model_name)
-        checked_evaluation = check_evaluation(evaluation, accuracy_key=accuracy_key)
-        checked_metadata = check_metadata(metadata)
-        checked_labels = check_labels(labels)
-        wanted = check_aliases(aliases)
-        source = check_artifact(artifact)
+        name, source, wanted = request.name, request.source, list(request.aliases)
+        checked_evaluation, checked_metadata, checked_labels = request.evaluation, request.metadata, request.labels
 
         parent = self._find_model(name)
         artifact_uri, blobs = self._upload_files(source, name)

@@ -1,0 +1,96 @@
+"""``expforge submit``: compile and submit a pipeline to Vertex AI Pipelines (the face of ``make pipeline-submit``).
+
+stdout carries the result only (the console URL, or the request JSON for ``--dry-run``) so scripts can use it;
+what happened goes to stderr. Bad input is one ``expforge: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from expforge.errors import ExpforgeError
+
+ENDPOINT_ENV = "EXPFORGE_VERTEX_ENDPOINT"
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in values:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ExpforgeError(f"{flag} {pair!r}: expected KEY=VALUE")
+        if key.strip() in parsed:
+            raise ExpforgeError(f"{flag} {key.strip()}: given more than once")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
+    """Add ``submit`` to the expforge CLI."""
+
+    @command("submit")
+    def submit(
+        pipeline: str = typer.Argument(..., help="Pipeline name (compiled here) or a compiled pipeline YAML."),
+        project: str | None = typer.Option(None, "--project", help="Google Cloud project ID."),
+        region: str | None = typer.Option(None, "--region", help="Vertex AI region, e.g. us-central1."),
+        bucket: str | None = typer.Option(
+            None, "--bucket", help="Bucket for the pipeline root (gs://BUCKET/pipeline-root)."
+        ),
+        experiment: str | None = typer.Option(None, "--experiment", help="Vertex AI experiment to attach the run to."),
+        service_account: str | None = typer.Option(None, "--service-account", help="Service account the run uses."),
+        param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter KEY=VALUE; repeatable."),
+        label: list[str] = typer.Option(
+            [], "--label", help="Job label KEY=VALUE (Google Cloud label rules); repeatable."
+        ),
+        cache: bool | None = typer.Option(
+            None, "--cache/--no-cache", help="Force task caching on/off (default: as compiled)."
+        ),
+        display_name: str | None = typer.Option(None, "--display-name", help="Run display name (default: pipeline)."),
+        job_id: str | None = typer.Option(None, "--job-id", help="Job ID (default: PIPELINE-TIMESTAMP)."),
+        images: Path | None = typer.Option(
+            None, "--images", help="Image map for compiling by name (default: build/images.json if present)."
+        ),
+        save_template: Path | None = typer.Option(None, "--save-template", help="Also write the compiled YAML here."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the CreatePipelineJobRequest; send nothing."),
+        api_endpoint: str | None = typer.Option(
+            None, "--api-endpoint", envvar=ENDPOINT_ENV, help=f"Vertex AI API endpoint (env {ENDPOINT_ENV})."
+        ),
+    ) -> None:
+        """Compile and submit a pipeline to Vertex AI Pipelines; print the console URL."""
+        from expforge.cloud.submit import submit_pipeline
+
+        options: dict[str, Any] = {
+            "project": project,
+            "region": region,
+            "bucket": bucket,
+            "experiment": experiment,
+            "service_account": service_account,
+            "parameters": _pairs(param, "--param"),
+            "labels": _pairs(label, "--label"),
+            "enable_caching": cache,
+            "display_name": display_name,
+            "job_id": job_id,
+            "images": images,
+            "template_out": save_template,
+            "dry_run": dry_run,
+            "api_endpoint": api_endpoint or os.environ.get(ENDPOINT_ENV) or None,
+        }
+        result = submit_pipeline(pipeline, **options)
+        for warning in result.warnings:
+            typer.echo(f"expforge: warning: {warning}", err=True)
+        if dry_run:
+            typer.echo(result.request_json())
+            attached = f", experiment {result.experiment}" if result.experiment else ""
+            typer.echo(
+                f"dry run: {result.pipeline} as {result.job_id} in {result.region}{attached}; nothing sent", err=True
+            )
+            return
+        typer.echo(f"submitted {result.job_name}", err=True)
+        if result.experiment:
+            typer.echo(f"attached to experiment {result.experiment}", err=True)
+        typer.echo(result.console_url)
