@@ -126,6 +126,14 @@ def artifact_dir(artifact: dsl.Artifact) -> Path:
     return Path(artifact.path)
 
 
+def training_sets(synthetic: dsl.Artifact, real: dsl.Artifact, real_fraction: float) -> tuple[list[Path], list[float]]:
+    """The trainers' ``train``/``train_fractions``: all synthetic digits, then ``real_fraction`` of real train
+    (left out at 0) — the "synthetic first, then real" input every training step shares."""
+    if real_fraction <= 0:
+        return [artifact_dir(synthetic)], [1.0]
+    return [artifact_dir(synthetic), artifact_dir(real)], [1.0, real_fraction]
+
+
 def describe(artifact: dsl.Artifact, summary: Mapping[str, Any], **extra: Any) -> None:
     """Copy a step's summary into the artifact's metadata (JSON-safe scalars, lists and dicts only)."""
     for key, value in {**summary, **extra}.items():

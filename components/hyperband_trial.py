@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component
+from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, training_sets
 
 
 class TrialOutputs(NamedTuple):
@@ -68,11 +68,7 @@ def hyperband_trial(
         {"seed": seed, **trial["config"], "schedule_epochs": max_epochs},
         labels={key: f"trial {trial_id}: config.{key}" for key in trial["config"]},
     )
-    train_dirs = [artifact_dir(synthetic)]
-    fractions = [1.0]
-    if real_fraction > 0:
-        train_dirs.append(artifact_dir(real))
-        fractions.append(real_fraction)
+    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
     result = train_torch(
         train_dirs,
         artifact_dir(real),

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component
+from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, training_sets
 
 
 @step_component("train-sklearn")
@@ -27,11 +27,7 @@ def train_sklearn(
 
     from expforge.train.sklearn_trainer import train_sklearn as train
 
-    train_dirs = [artifact_dir(synthetic)]
-    fractions = [1.0]
-    if real_fraction > 0:
-        train_dirs.append(artifact_dir(real))
-        fractions.append(real_fraction)
+    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
     result = train(
         train_dirs,
         artifact_dir(real),

@@ -28,6 +28,7 @@ from expforge.atomic import staged_file
 from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
+from expforge.train.curriculum import curriculum_phases
 
 MODEL_FORMAT = "expforge.sklearn-model"
 MODEL_FORMAT_VERSION = 1
@@ -35,7 +36,6 @@ CLASSES = tuple(range(10))
 LOSSES = {"logreg": "log_loss", "svm": "hinge", "perceptron": "perceptron"}
 SCHEDULES = ("mixed", "sequential")
 PIXEL_SCALE = 1.0 / 255.0
-MIXED_PHASE = "mixed"
 
 
 @dataclass
@@ -192,16 +192,7 @@ def train_sklearn(
     val_images, val_labels, _ = load_arrays(val, [val_split])
     val_features = preprocess(val_images)
 
-    if schedule == "mixed":
-        phases = [
-            (
-                MIXED_PHASE,
-                np.concatenate([s.features for s in stages]),
-                np.concatenate([s.labels for s in stages]),
-            )
-        ]
-    else:
-        phases = [(f"{i}:{s.path.name}", s.features, s.labels) for i, s in enumerate(stages)]
+    phases = curriculum_phases([(s.path, s.features, s.labels) for s in stages], schedule)
     # Averaging starts with the last phase: earlier phases initialise the weights, the last one is averaged.
     samples_before_last = epochs * sum(len(labels) for _, _, labels in phases[:-1])
     average_from: bool | int = (samples_before_last + 1 if samples_before_last else True) if average else False

@@ -40,8 +40,9 @@ from expforge.atomic import staged_file
 from expforge.data.manifest import load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
+from expforge.train.curriculum import curriculum_phases
 from expforge.train.digit_cnn import IMAGE_SIZE, KIND, NUM_CLASSES, PIXEL_SCALE, CNNSpec
-from expforge.train.sklearn_trainer import MIXED_PHASE, EpochMetrics
+from expforge.train.sklearn_trainer import EpochMetrics
 
 if TYPE_CHECKING:
     import torch
@@ -557,16 +558,7 @@ def train_torch(
     ]
     val_images, val_labels = load_split(val, "val")
 
-    if curriculum == "mixed":
-        phases = [
-            (
-                MIXED_PHASE,
-                np.concatenate([s.images for s in stages]),
-                np.concatenate([s.labels for s in stages]),
-            )
-        ]
-    else:
-        phases = [(f"{i}:{s.path.name}", s.images, s.labels) for i, s in enumerate(stages)]
+    phases = curriculum_phases([(s.path, s.images, s.labels) for s in stages], curriculum)
     per_stage = config.horizon(epochs)
     horizon_total = per_stage * len(phases)
     run_total = epochs * len(phases)
