@@ -11,7 +11,6 @@ can exceed the cost of drawing them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -20,7 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from expforge.atomic import staged_file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model, write_report  # noqa: E402
+
 from expforge.data.fonts import default_workers, generate_font_digits
 
 
@@ -35,16 +36,6 @@ def _filesystem(path: Path) -> str:
         return "unknown"
     lines = result.stdout.split()
     return lines[-1] if len(lines) > 1 else "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_benchmark(
@@ -70,7 +61,7 @@ def run_benchmark(
         "augmentation": summary["augmentation"],
         "output_filesystem": filesystem,
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_after": [round(x, 2) for x in load] if load else None,
@@ -87,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/fonts.json"), help="JSON file to write.")
     args = parser.parse_args(argv)
     report = run_benchmark(args.count, args.workers, workdir=args.workdir)
-    with staged_file(args.output) as staging:
-        staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    write_report(report, args.output)
     return 0
 
 

@@ -37,7 +37,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from expforge.atomic import staged_file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model  # noqa: E402
+
+from expforge.atomic import staged_file  # noqa: E402
 from expforge.errors import ExpforgeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,16 +103,6 @@ QUICK = {
 
 def _log(message: str) -> None:
     print(f"[bench-hpo] {message}", file=sys.stderr, flush=True)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -579,7 +572,7 @@ def machine_info(device: str) -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     info = describe_device(select_device(device))
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": available_cpus(),
         "python": platform.python_version(),

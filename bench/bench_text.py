@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,7 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from expforge.atomic import staged_file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model, write_report  # noqa: E402
+
 from expforge.text.lm_eval import evaluate_lm
 from expforge.text.lm_trainer import LmHistoryRow, train_lm
 from expforge.text.prepare import prepare_corpus
@@ -37,16 +38,6 @@ BENCH_TRAINING = {"batch_size": 32, "lr": 3e-3, "warmup": 100, "weight_decay": 0
 QUICK_MODEL = {"layers": 1, "heads": 2, "width": 32, "context": 32}
 QUICK_TRAINING = {**BENCH_TRAINING, "warmup": 10}
 BPE_VOCAB = 2048
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pin_cpus(count: int) -> list[int]:
@@ -201,7 +192,7 @@ def run_benchmark(
         "gpu": gpu,
         "seed": seed,
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "usable_cpus_before_pinning": usable_cpus,
             "python": platform.python_version(),
@@ -224,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/text.json"), help="JSON file to write.")
     args = parser.parse_args(argv)
     report = run_benchmark(budget_s=args.budget_s, quick=args.quick, cpus=args.cpus, workdir=args.workdir)
-    with staged_file(args.output) as staging:
-        staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    write_report(report, args.output)
     return 0
 
 
