@@ -216,6 +216,27 @@ def test_symbol_font_mapping_digits_to_pictures_is_skipped():
     assert all(face.path != str(dingbats) for face in discovery.faces)
 
 
+HANDWRITING_FONTS = ("dkg.ttf", "BecauseWeLearn-Regular.otf", "femkeklaver.ttf", "Rufscript010.ttf")
+
+
+def test_handwriting_fonts_pass_the_consensus_beside_printed_faces():
+    """Handwritten digits (open 4, straight-stemmed 9) differ from the printed consensus, yet are digits: they
+    must be kept, while the Dingbats that map 0–9 to pictures are still dropped among the same faces."""
+    handwriting = [SYSTEM_FONTS[name] for name in HANDWRITING_FONTS if name in SYSTEM_FONTS]
+    dingbats = SYSTEM_FONTS.get("D050000L.otf")
+    if len(handwriting) < 2 or dingbats is None:
+        pytest.skip("needs fonts-urw-base35 and the handwriting font packages (make fonts)")
+    printed = [
+        path
+        for path in SYSTEM_FONTS.values()
+        if path.parent.name in ("urw-base35", "dejavu", "liberation2") and path.suffix in (".ttf", ".otf")
+    ]
+    discovery = discover_fonts([*printed, *handwriting])
+    kept = {face.path for face in discovery.faces}
+    assert {str(p) for p in handwriting} <= kept, [s.reason for s in discovery.skipped]
+    assert str(dingbats) not in kept
+
+
 def test_duplicate_faces_are_used_once(tmp_path):
     copy = tmp_path / "copy" / TEST_FONTS[0].name
     copy.parent.mkdir()
