@@ -162,13 +162,29 @@ def test_interrupt_cancels_running_tasks(tmp_path, subprocess_comps) -> None:
         comps.sleep_stamp(seconds=30.0, tag="long")
 
     spec = compile_pipeline(pipeline, tmp_path)
-    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
+    interrupted_at: list[float] = []
+    stop = threading.Event()
+
+    def interrupt_once_running() -> None:
+        # Wait for the task's log (its process has started), not a fixed delay: on a loaded machine the run's
+        # setup alone can take seconds, and the point is to interrupt a task that is really running.
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            if any((tmp_path / "runs").glob("*/sleep-stamp/log.txt")):
+                stop.wait(1.0)
+                interrupted_at.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=interrupt_once_running, daemon=True)
+    watcher.start()
     try:
         result = run_pipeline(spec, backend="subprocess", root=tmp_path / "runs")
     finally:
-        timer.cancel()
-    assert time.monotonic() - started < 20
+        stop.set()
+        watcher.join()
+    assert interrupted_at, "the task never started"
+    assert time.monotonic() - interrupted_at[0] < 15
     assert result.state == "CANCELLED"
     assert result.tasks["sleep-stamp"]["state"] == "CANCELLED"
