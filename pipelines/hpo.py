@@ -24,7 +24,7 @@ Random search is one ``ParallelFor`` of ``budget // R`` trials at ``R`` epochs a
 font-rendered digits.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from kfp import dsl
@@ -113,19 +113,24 @@ def _set_resources(
         task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
 
 
-class _TrialInputs(NamedTuple):
-    """What every trial task of one search shares: the data, the training settings and the resource limits."""
+class TrialSettings(NamedTuple):
+    """What every trial task of one search shares: the data, the training settings and the resource limits.
+
+    Each value may be a compile-time constant or a pipeline parameter. ``real`` is validated on its val split;
+    ``seed`` also seeds the sampling of configurations. A search builder takes one of these, so Hyperband and
+    random search are given exactly the same trials to compare.
+    """
 
     synthetic: PipelineChannel
     real: PipelineChannel
-    real_fraction: Value
-    curriculum: Value
-    device: Value
-    seed: Value
-    cpu: Value
-    memory: Value
-    accelerator_type: Value
-    accelerator_count: Value
+    real_fraction: Value = 0.0
+    curriculum: Value = "mixed"
+    device: Value = "auto"
+    seed: Value = 0
+    cpu: Value = "2"
+    memory: Value = "4G"
+    accelerator_type: Value = None
+    accelerator_count: Value = 0
 
     def add(
         self,
@@ -158,49 +163,32 @@ class _TrialInputs(NamedTuple):
         return task
 
 
+#: Adds one search over the given trials and search space to the enclosing pipeline (the demo pipelines' hook).
+SearchBuilder = Callable[[TrialSettings, Value], HpoResult]
+
+
 def add_hyperband(
-    synthetic: PipelineChannel,
-    real: PipelineChannel,
+    trials: TrialSettings,
     *,
     schedule: HyperbandSchedule,
     search_space: Value = DEFAULT_SEARCH_SPACE,
-    seed: Value = 0,
-    real_fraction: Value = 0.0,
-    curriculum: Value = "mixed",
-    device: Value = "auto",
-    cpu: Value = "2",
-    memory: Value = "4G",
-    accelerator_type: Value = None,
-    accelerator_count: Value = 0,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> HpoResult:
     """Unroll ``schedule`` into the enclosing pipeline; return the best model, its config and val accuracy.
 
-    ``synthetic``/``real`` are dataset channels (real: validated on its val split). Everything but
-    ``schedule`` and ``parallelism`` may be a pipeline parameter.
+    ``schedule`` and ``parallelism`` shape the graph, so they are fixed at compile time; ``search_space`` may be a
+    pipeline parameter.
     """
     if not isinstance(schedule, HyperbandSchedule):
         raise TypeError("schedule must be a HyperbandSchedule (the graph is unrolled at compile time)")
     search_space = _check_search_space(search_space)
-    trials = _TrialInputs(
-        synthetic=synthetic,
-        real=real,
-        real_fraction=real_fraction,
-        curriculum=curriculum,
-        device=device,
-        seed=seed,
-        cpu=cpu,
-        memory=memory,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-    )
     incumbent: dsl.PipelineTask | None = None
     for bracket in schedule.brackets:
         s = bracket.s
         sampled = sample_configs(
             search_space=search_space,
             count=bracket.configs,
-            seed=seed,
+            seed=trials.seed,
             salt=bracket_salt(s),
             id_prefix=bracket_prefix(s),
         ).set_display_name(f"bracket {s} · sample {bracket.configs} configurations")
@@ -241,39 +229,22 @@ def add_hyperband(
 
 
 def add_random_search(
-    synthetic: PipelineChannel,
-    real: PipelineChannel,
+    trials: TrialSettings,
     *,
     budget_epochs: int,
     epochs_per_trial: int,
     search_space: Value = DEFAULT_SEARCH_SPACE,
-    seed: Value = 0,
-    real_fraction: Value = 0.0,
-    curriculum: Value = "mixed",
-    device: Value = "auto",
-    cpu: Value = "2",
-    memory: Value = "4G",
-    accelerator_type: Value = None,
-    accelerator_count: Value = 0,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> HpoResult:
     """``budget_epochs // epochs_per_trial`` random configurations at ``epochs_per_trial`` epochs; keep the best."""
     count = random_search_size(budget_epochs, epochs_per_trial)
     search_space = _check_search_space(search_space)
-    trials = _TrialInputs(
-        synthetic=synthetic,
-        real=real,
-        real_fraction=real_fraction,
-        curriculum=curriculum,
-        device=device,
-        seed=seed,
-        cpu=cpu,
-        memory=memory,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-    )
     sampled = sample_configs(
-        search_space=search_space, count=count, seed=seed, salt=RANDOM_SEARCH_SALT, id_prefix=RANDOM_SEARCH_PREFIX
+        search_space=search_space,
+        count=count,
+        seed=trials.seed,
+        salt=RANDOM_SEARCH_SALT,
+        id_prefix=RANDOM_SEARCH_PREFIX,
     ).set_display_name(f"random search · sample {count} configurations")
     label = f"random search · {count} trials at {_epochs(epochs_per_trial)}"
     with dsl.ParallelFor(sampled.output, parallelism=parallelism, name=label) as item:
@@ -291,7 +262,9 @@ def add_random_search(
     return HpoResult(chosen.outputs["best"], chosen.outputs["best_config"], chosen.outputs["best_val_accuracy"])
 
 
-def _digits_pipeline(name: str, description: str, add_search: Any) -> dsl.graph_component.GraphComponent:
+def _digits_pipeline(
+    name: str, description: str, add_search: SearchBuilder, resources: Mapping[str, Value]
+) -> dsl.graph_component.GraphComponent:
     @dsl.pipeline(name=name, description=description)
     def hpo_digits(
         mnist_limit: int = 5000,
@@ -308,15 +281,16 @@ def _digits_pipeline(name: str, description: str, add_search: Any) -> dsl.graph_
         )
         synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
         synthetic.set_cpu_limit("2").set_memory_limit("4G")
-        result = add_search(
+        trials = TrialSettings(
             synthetic.outputs["dataset"],
             real.outputs["dataset"],
-            search_space=search_space,
-            seed=seed,
             real_fraction=real_fraction,
             curriculum=curriculum,
             device=device,
+            seed=seed,
+            **resources,
         )
+        result = add_search(trials, search_space)
         return HpoOutputs(model=result.best_model, config=result.best_config, val_accuracy=result.best_val_accuracy)
 
     return hpo_digits
@@ -336,18 +310,8 @@ def build_hyperband_digits(
     """Hyperband over the digit CNN's search space (the schedule's shape is fixed here, at compile time)."""
     schedule = hyperband_schedule(max_epochs, eta, min_epochs)
 
-    def add_search(synthetic: PipelineChannel, real: PipelineChannel, **parameters: Any) -> HpoResult:
-        return add_hyperband(
-            synthetic,
-            real,
-            schedule=schedule,
-            cpu=cpu,
-            memory=memory,
-            accelerator_type=accelerator_type,
-            accelerator_count=accelerator_count,
-            parallelism=parallelism,
-            **parameters,
-        )
+    def add_search(trials: TrialSettings, search_space: Value) -> HpoResult:
+        return add_hyperband(trials, schedule=schedule, search_space=search_space, parallelism=parallelism)
 
     return _digits_pipeline(
         HYPERBAND_PIPELINE_NAME,
@@ -355,6 +319,7 @@ def build_hyperband_digits(
         f"{schedule.total_epochs()} epochs with warm start) over the digit CNN, trained on font digits "
         "(+ a fraction of real MNIST), selected on real val.",
         add_search,
+        {"cpu": cpu, "memory": memory, "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
     )
 
 
@@ -376,18 +341,13 @@ def build_random_search_digits(
     if budget_epochs is None:
         budget_epochs = matched_budget(hyperband_schedule(max_epochs, eta, min_epochs), budget_multiple)
 
-    def add_search(synthetic: PipelineChannel, real: PipelineChannel, **parameters: Any) -> HpoResult:
+    def add_search(trials: TrialSettings, search_space: Value) -> HpoResult:
         return add_random_search(
-            synthetic,
-            real,
+            trials,
             budget_epochs=budget_epochs,
             epochs_per_trial=max_epochs,
-            cpu=cpu,
-            memory=memory,
-            accelerator_type=accelerator_type,
-            accelerator_count=accelerator_count,
+            search_space=search_space,
             parallelism=parallelism,
-            **parameters,
         )
 
     return _digits_pipeline(
@@ -395,4 +355,5 @@ def build_random_search_digits(
         f"Random search ({budget_epochs // max_epochs} trials at {max_epochs} epochs, budget {budget_epochs} "
         "epochs) over the digit CNN, trained on font digits (+ a fraction of real MNIST), selected on real val.",
         add_search,
+        {"cpu": cpu, "memory": memory, "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
     )

@@ -25,7 +25,7 @@ from expforge.components.evaluate import evaluate
 from expforge.components.register_model import register_model
 from expforge.components.render_font_digits import render_font_digits
 from expforge.errors import ExpforgeError
-from expforge.pipelines.hpo import add_hyperband, add_random_search
+from expforge.pipelines.hpo import TrialSettings, add_hyperband, add_random_search
 from expforge.pipelines.presets import MNIST_SYNTHETIC_PRESETS, get_preset
 from expforge.tune.hyperband import hyperband_schedule
 from expforge.tune.random_search import matched_budget
@@ -95,28 +95,26 @@ def build(
         )
         synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
         synthetic.set_cpu_limit("2").set_memory_limit("4G")
-        search_arguments: dict[str, Any] = {
-            "search_space": search_space,
-            "seed": seed,
-            "real_fraction": real_fraction,
-            "curriculum": curriculum,
-            "device": device,
-            "cpu": cpu,
-            "memory": memory,
-            "accelerator_type": accelerator_type,
-            "accelerator_count": accelerator_count,
-        }
+        trials = TrialSettings(
+            synthetic.outputs["dataset"],
+            real.outputs["dataset"],
+            real_fraction=real_fraction,
+            curriculum=curriculum,
+            device=device,
+            seed=seed,
+            cpu=cpu,
+            memory=memory,
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+        )
         if search == "hyperband":
-            best = add_hyperband(
-                synthetic.outputs["dataset"], real.outputs["dataset"], schedule=schedule, **search_arguments
-            )
+            best = add_hyperband(trials, schedule=schedule, search_space=search_space)
         else:
             best = add_random_search(
-                synthetic.outputs["dataset"],
-                real.outputs["dataset"],
+                trials,
                 budget_epochs=matched_budget(schedule, budget_multiple),
                 epochs_per_trial=schedule.max_resource,
-                **search_arguments,
+                search_space=search_space,
             )
         scored = evaluate(model=best.best_model, dataset=real.outputs["dataset"], split="test").set_display_name(
             "evaluate the winner on real test"

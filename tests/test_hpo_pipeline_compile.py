@@ -24,6 +24,7 @@ from expforge.components.select_top import select_top
 from expforge.errors import ExpforgeError
 from expforge.pipelines.hpo import (
     DEFAULT_PARALLELISM,
+    TrialSettings,
     add_hyperband,
     build_hyperband_digits,
     build_random_search_digits,
@@ -218,16 +219,10 @@ def test_resources_and_accelerators_may_be_constants_or_pipeline_parameters(tmp_
         synthetic_uri: str = "gs://x/s", cpu: str = "4", memory: str = "8G", gpu: str = "NVIDIA_L4", gpus: int = 1
     ) -> None:
         synthetic = dsl.importer(artifact_uri=synthetic_uri, artifact_class=dsl.Dataset)
-        add_hyperband(
-            synthetic.output,
-            synthetic.output,
-            schedule=schedule,
-            cpu=cpu,
-            memory=memory,
-            accelerator_type=gpu,
-            accelerator_count=gpus,
-            parallelism=2,
+        trials = TrialSettings(
+            synthetic.output, synthetic.output, cpu=cpu, memory=memory, accelerator_type=gpu, accelerator_count=gpus
         )
+        add_hyperband(trials, schedule=schedule, parallelism=2)
 
     spec = compile_to_dict(with_parameters, tmp_path / "resources.yaml")
     trials = [e for label, e in spec["deploymentSpec"]["executors"].items() if "hyperband-trial" in label]
@@ -244,9 +239,8 @@ def test_resources_and_accelerators_may_be_constants_or_pipeline_parameters(tmp_
     @dsl.pipeline(name="hpo-constant-gpu")
     def with_constants(synthetic_uri: str = "gs://x/s") -> None:
         synthetic = dsl.importer(artifact_uri=synthetic_uri, artifact_class=dsl.Dataset)
-        add_hyperband(
-            synthetic.output, synthetic.output, schedule=schedule, accelerator_type="NVIDIA_L4", accelerator_count=2
-        )
+        trials = TrialSettings(synthetic.output, synthetic.output, accelerator_type="NVIDIA_L4", accelerator_count=2)
+        add_hyperband(trials, schedule=schedule)
 
     spec = compile_to_dict(with_constants, tmp_path / "constants.yaml")
     for label, executor in spec["deploymentSpec"]["executors"].items():
@@ -263,14 +257,14 @@ def test_bad_builder_input_fails_at_compile_time() -> None:
         def bad_space(uri: str = "gs://x") -> None:
             data = dsl.importer(artifact_uri=uri, artifact_class=dsl.Dataset)
             bad = {"lr": {"distribution": "uniform", "low": 0.1, "high": 0.01}}
-            add_hyperband(data.output, data.output, schedule=schedule, search_space=bad)
+            add_hyperband(TrialSettings(data.output, data.output), schedule=schedule, search_space=bad)
 
     with pytest.raises(ExpforgeError, match="accelerator_type: required"):
 
         @dsl.pipeline(name="bad-gpu")
         def bad_gpu(uri: str = "gs://x") -> None:
             data = dsl.importer(artifact_uri=uri, artifact_class=dsl.Dataset)
-            add_hyperband(data.output, data.output, schedule=schedule, accelerator_count=1)
+            add_hyperband(TrialSettings(data.output, data.output, accelerator_count=1), schedule=schedule)
 
     with pytest.raises(ExpforgeError, match="eta: 1 is below 2"):
         build_hyperband_digits(max_epochs=9, eta=1)

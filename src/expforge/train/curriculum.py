@@ -2,7 +2,8 @@
 
 ``mixed`` pools every dataset into one phase; ``sequential`` trains on each in the order given (synthetic
 first, then real), one phase each, named ``<index>:<dataset directory>`` so epoch histories say which data an
-epoch saw. Both trainers use this, so their histories and phase names always agree.
+epoch saw. Both trainers use this, so their histories and phase names always agree; they also share the check
+of the per-dataset fractions (``--train-fraction``), so both refuse the same bad input with the same line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
+from expforge.errors import ExpforgeError
+
 MIXED_PHASE = "mixed"
+
+
+def train_fractions_for(train: Sequence[Path | str], train_fractions: Sequence[float] | None) -> list[float]:
+    """The fraction of each training dataset to use (all of each by default); one error line for a missing,
+    extra or out-of-range value."""
+    fractions = [1.0] * len(train) if train_fractions is None else [float(f) for f in train_fractions]
+    if len(fractions) != len(train):
+        raise ExpforgeError(
+            f"--train-fraction: {len(fractions)} value(s) for {len(train)} --train dataset(s); give one per --train"
+        )
+    for path, fraction in zip(train, fractions, strict=True):
+        if not 0.0 < fraction <= 1.0:
+            raise ExpforgeError(f"--train-fraction: {fraction} for {path} is not in (0, 1]")
+    return fractions
 
 
 def curriculum_phases(

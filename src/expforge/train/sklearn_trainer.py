@@ -28,7 +28,7 @@ from expforge.atomic import staged_file
 from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
-from expforge.train.curriculum import curriculum_phases
+from expforge.train.curriculum import curriculum_phases, train_fractions_for
 
 MODEL_FORMAT = "expforge.sklearn-model"
 MODEL_FORMAT_VERSION = 1
@@ -106,15 +106,7 @@ def _check_options(
         raise ExpforgeError(f"--batch-size: {batch_size} is not a positive batch size")
     if not alpha > 0:
         raise ExpforgeError(f"--alpha: {alpha} is not a positive regularisation strength")
-    fractions = [1.0] * len(train) if train_fractions is None else [float(f) for f in train_fractions]
-    if len(fractions) != len(train):
-        raise ExpforgeError(
-            f"--train-fraction: {len(fractions)} value(s) for {len(train)} --train dataset(s); give one per --train"
-        )
-    for path, fraction in zip(train, fractions, strict=True):
-        if not 0.0 < fraction <= 1.0:
-            raise ExpforgeError(f"--train-fraction: {fraction} for {path} is not in (0, 1]")
-    return fractions
+    return train_fractions_for(train, train_fractions)
 
 
 def _load_stage(path: Path, fraction: float, split: str, rng: np.random.Generator) -> _Stage:

@@ -40,7 +40,7 @@ from expforge.atomic import staged_file
 from expforge.data.manifest import load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
-from expforge.train.curriculum import curriculum_phases
+from expforge.train.curriculum import curriculum_phases, train_fractions_for
 from expforge.train.digit_cnn import IMAGE_SIZE, KIND, NUM_CLASSES, PIXEL_SCALE, CNNSpec
 from expforge.train.sklearn_trainer import EpochMetrics
 
@@ -491,14 +491,7 @@ def _check_options(
             f"config.schedule_epochs: {config.schedule_epochs} is below --epochs {epochs}; "
             "the LR schedule must cover every epoch"
         )
-    fractions = [1.0] * len(train) if train_fractions is None else [float(f) for f in train_fractions]
-    if len(fractions) != len(train):
-        raise ExpforgeError(
-            f"--train-fraction: {len(fractions)} value(s) for {len(train)} --train dataset(s); give one per --train"
-        )
-    for path, fraction in zip(train, fractions, strict=True):
-        if not 0.0 < fraction <= 1.0:
-            raise ExpforgeError(f"--train-fraction: {fraction} for {path} is not in (0, 1]")
+    fractions = train_fractions_for(train, train_fractions)
     if output.is_dir():
         raise ExpforgeError(f"--output: {output} is a directory; expected a file path")
     return fractions
