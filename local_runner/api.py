@@ -28,6 +28,7 @@ from expforge.local_runner.scheduler import Scheduler, Scope
 from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
 from expforge.local_runner.tracking import PipelineRunTracker
 from expforge.local_runner.values import resolve_pipeline_inputs
+from expforge.local_runner.workspace import prepare_workspace
 
 CACHE_DIR_NAME = ".cache"
 TRACKING_DIR_NAME = ".tracking"
@@ -204,6 +205,7 @@ def run_pipeline(
             run_dir.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
             raise ExpforgeError(f"cannot create run directory {run_dir} ({exc.strerror or exc})") from exc
+        workspace = prepare_workspace(spec.workspace, run_dir)
         header = {
             "run_id": run_id,
             "pipeline": spec.name,
@@ -228,8 +230,9 @@ def run_pipeline(
             gpu_count=gpu_count,
             allow_cpu_fallback=allow_cpu_fallback,
             task_env=environment,
-            shared_dirs=shared_dirs,
+            shared_dirs=shared_dirs + ((workspace,) if workspace else ()),
             read_paths=task_read_paths(environment),
+            workspace=workspace,
         )
         return _run(ctx, Scope(parameters, root_artifacts))
     finally:

@@ -53,6 +53,7 @@ class RunContext:
     task_env: dict[str, str] = field(default_factory=dict)
     shared_dirs: tuple[Path, ...] = ()
     read_paths: tuple[Path, ...] = ()
+    workspace: Path | None = None  # the pipeline workspace directory (see workspace.py), if the spec has one
     cancel: threading.Event = field(default_factory=threading.Event)
     warnings: list[str] = field(default_factory=list)
     _warned: set[str] = field(default_factory=set)
@@ -76,4 +77,5 @@ class RunContext:
             task_id=uuid.uuid4().hex,
             pipeline_root=str(self.run_dir.parent),
             create_time_utc=self.create_time_utc,
+            workspace_path=str(self.workspace) if self.workspace else None,
         )

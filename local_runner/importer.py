@@ -1,6 +1,8 @@
 """``dsl.importer``: turn an existing URI into an artifact that downstream tasks consume.
 
-Nothing is executed and nothing is copied (as on Vertex, the artifact *is* the given URI). A relative local
+Nothing is executed and nothing is copied (as on Vertex, the artifact *is* the given URI), except with
+``download_to_workspace=True``: the file or directory is then copied into the pipeline workspace and consumers
+get that copy. A relative local
 path is made absolute against the current directory so that it means the same thing inside a container. The
 artifact's content digest is taken so that caching downstream notices when the imported file changes.
 """
@@ -11,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from expforge.errors import ExpforgeError
 from expforge.local_runner import values
 from expforge.local_runner.artifacts import RuntimeArtifact, content_digest
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.placeholders import PlaceholderError, as_text, substitute
 from expforge.local_runner.record import TaskState, now_iso
 from expforge.local_runner.spec import ComponentSpec, ImporterSpec
+from expforge.local_runner.workspace import import_into_workspace
 
 
 def _resolve_metadata(value: Any, parameters: dict[str, Any]) -> Any:
@@ -43,6 +47,21 @@ def _resolve_metadata(value: Any, parameters: dict[str, Any]) -> Any:
     if isinstance(value, dict):
         return {str(_resolve_metadata(k, parameters)): _resolve_metadata(v, parameters) for k, v in value.items()}
     return value
+
+
+def _download_to_workspace(
+    ctx: RunContext, key: str, uri: str, local: Path | None
+) -> tuple[str, Path | None, str | None]:
+    """``download_to_workspace=True``: consumers read a copy in the pipeline workspace (``(uri, path, error)``)."""
+    if ctx.workspace is None:
+        return uri, local, "download_to_workspace needs a pipeline workspace (dsl.PipelineConfig(workspace=...))"
+    if local is None or not local.exists():
+        return uri, local, f"download_to_workspace: {uri} is not a local file or directory"
+    try:
+        copy = import_into_workspace(local, ctx.workspace, key)
+    except (ExpforgeError, OSError) as exc:
+        return uri, local, str(exc)
+    return str(copy), copy, None
 
 
 def run_importer(
@@ -74,6 +93,8 @@ def run_importer(
     local = ctx.storage.local_path(uri) if error is None else None
     if local is not None and not local.exists():
         ctx.warn(f"{key}: imported path {uri} does not exist")
+    if error is None and spec.download_to_workspace:
+        uri, local, error = _download_to_workspace(ctx, key, uri, local)
     output_name, output_spec = next(iter(component.output_definitions.artifacts.items()), ("artifact", None))
     schema = output_spec.artifact_type if output_spec is not None else spec.type_schema
     artifact = RuntimeArtifact.of_type(output_name, uri, schema, metadata=metadata, digest=content_digest(local))

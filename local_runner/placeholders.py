@@ -13,9 +13,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from expforge.local_runner.artifacts import LocalStorage, RuntimeArtifact
+from expforge.local_runner.workspace import map_mount_path
 
 _PLACEHOLDER = re.compile(r"\{\{\$(?:\.(?P<path>[^{}]*))?\}\}")
 _IO_PATH = re.compile(
@@ -38,9 +40,18 @@ class JobContext:
     task_id: str
     pipeline_root: str
     create_time_utc: str
+    # The run's workspace directory (``dsl.PipelineConfig(workspace=...)``); None when the pipeline has none.
+    workspace_path: str | None = None
 
     def lookup(self, path: str) -> str | None:
         """The value of a job-level placeholder path, or ``None`` when ``path`` is not one."""
+        if path == "workspace_path":
+            if self.workspace_path is None:
+                raise PlaceholderError(
+                    "{{$.workspace_path}} (dsl.WORKSPACE_PATH_PLACEHOLDER) is used but the pipeline declares no "
+                    "workspace (dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size=...)))"
+                )
+            return self.workspace_path
         return {
             "pipeline_job_name": self.run_id,
             "pipeline_job_resource_name": self.run_id,
@@ -98,7 +109,8 @@ def resolve_input_references(parameters: dict[str, Any], names: list[str], job: 
 
     The compiler turns ``f"hello-{task.output}"`` into the constant ``hello-{{$.inputs.parameters['pc--x']}}``
     plus an extra input ``pc--x``; job placeholders (``dsl.PIPELINE_JOB_NAME_PLACEHOLDER``) can also be
-    passed as constants. Only the constants listed in ``names`` are expanded.
+    passed as constants, and so can the workspace path (``dsl.WORKSPACE_PATH_PLACEHOLDER``, or
+    ``/kfp-workspace`` spelled literally). Only the constants listed in ``names`` are expanded.
     """
 
     def lookup(path: str | None) -> str | None:
@@ -111,10 +123,13 @@ def resolve_input_references(parameters: dict[str, Any], names: list[str], job: 
             return as_text(parameters[match["name"]])
         return job.lookup(path)
 
+    workspace = Path(job.workspace_path) if job.workspace_path else None
     for name in names:
         value = parameters.get(name)
         if isinstance(value, str) and "{{$" in value:
-            parameters[name] = substitute(value, lookup)
+            value = parameters[name] = substitute(value, lookup)
+        if isinstance(value, str):
+            parameters[name] = map_mount_path(value, workspace)
 
 
 class CommandResolver:

@@ -39,6 +39,7 @@ from expforge.local_runner.artifacts import RuntimeArtifact
 from expforge.local_runner.conditions import ConditionError, evaluate_condition
 from expforge.local_runner.container_task import ContainerTask
 from expforge.local_runner.context import Outcome, RunContext
+from expforge.local_runner.final_status import final_status
 from expforge.local_runner.importer import run_importer
 from expforge.local_runner.placeholders import PlaceholderError, resolve_input_references
 from expforge.local_runner.record import TaskState, now_iso
@@ -311,14 +312,9 @@ class Scheduler:
     # --- inputs ---------------------------------------------------------------------------------------------
 
     def _final_status(self, producer: str, outcome: Outcome | None) -> dict[str, Any]:
-        """The ``PipelineTaskFinalStatus`` struct KFP's executor reads."""
-        succeeded = outcome is not None and outcome.state == TaskState.SUCCEEDED
-        return {
-            "state": "SUCCEEDED" if succeeded else (outcome.state.value if outcome else "FAILED"),
-            "pipelineJobResourceName": self.ctx.run_id,
-            "pipelineTaskName": producer,
-            "error": {} if succeeded else {"code": 1, "message": (outcome.error if outcome else None) or "failed"},
-        }
+        """The ``PipelineTaskFinalStatus`` struct KFP's executor reads (Vertex AI's values; see final_status)."""
+        state = outcome.state.value if outcome is not None else None
+        return final_status(producer, self.ctx.run_id, state, outcome.error if outcome else None)
 
     def _resolve_inputs(
         self, name: str, task: TaskSpec, component: ComponentSpec, scope: Scope, results: dict[str, Outcome]
@@ -363,7 +359,7 @@ class Scheduler:
                 else:
                     continue
             try:
-                parameters[input_name] = values.coerce(parameters[input_name], spec.parameter_type)
+                parameters[input_name] = values.coerce_input(parameters[input_name], spec.parameter_type)
             except (TypeError, ValueError) as exc:
                 if is_leaf:
                     raise InputError(f"input {input_name!r} ({values.type_name(spec.parameter_type)}): {exc}") from None

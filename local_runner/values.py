@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -87,6 +88,43 @@ def coerce(value: JsonValue, parameter_type: int) -> JsonValue:
             raise TypeError(f"expected a dict, got {value!r}")
         return value
     return value
+
+
+def driver_text(value: JsonValue) -> str:
+    """A non-string value as the text KFP's driver passes to a ``STRING`` input (``PbValueToText``).
+
+    Numbers in plain decimal notation without a trailing ``.0`` (``3.0`` → ``"3"``, ``1e-07`` →
+    ``"0.0000001"``), booleans as ``true``/``false``, ``None`` as the empty string, lists and dicts as compact
+    JSON. This is what lets a loop item's integer field feed a ``str`` parameter.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return json.dumps(value)
+        text = format(Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return json.dumps(_integral_floats_as_ints(value), separators=(",", ":"), sort_keys=True)
+
+
+def _integral_floats_as_ints(value: JsonValue) -> JsonValue:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    return value
+
+
+def coerce_input(value: JsonValue, parameter_type: int) -> JsonValue:
+    """:func:`coerce` for a value entering a task: a non-string given to a ``STRING`` input becomes its text, as
+    KFP's driver converts it (a loop item or selector result has no static type the compiler could check)."""
+    if parameter_type == pb.ParameterType.STRING and value is not None and not isinstance(value, str):
+        return driver_text(value)
+    return coerce(value, parameter_type)
 
 
 def coerce_lenient(value: JsonValue, parameter_type: int) -> JsonValue:
