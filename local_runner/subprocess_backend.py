@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from expforge.local_runner.backends import Launch, LaunchResult, signal_reason
+from expforge.local_runner.custom_path import CustomPathError, adopt_from_host
 
 _TERMINATE_GRACE_S = 5.0
 
@@ -113,6 +114,13 @@ class SubprocessBackend:
                     self._running.pop(process.pid, None)
         runtime = time.monotonic() - started
         exit_code = 128 - returncode if returncode < 0 else returncode
+        if exit_code == 0:
+            try:
+                adopt_from_host(launch.task_dir)  # outputs written to an Artifact.set_path location
+            except (CustomPathError, OSError) as exc:
+                with launch.log_path.open("a", encoding="utf-8") as log:
+                    log.write(f"expforge: {exc}\n")
+                return LaunchResult(1, runtime, f"the task exited 0 but {exc}")
         return LaunchResult(exit_code, runtime, signal_reason(exit_code))
 
     @staticmethod

@@ -5,11 +5,16 @@ The three ``test_kfp_local_bug_*`` tests are the cases where ``kfp.local`` 2.17 
 No ``from __future__ import annotations``: KFP reads pipeline annotations as real types.
 """
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+from runner_components import compile_pipeline
+
+from expforge.local_runner.api import run_pipeline
 
 # --- parameters, artifacts, DAG order ------------------------------------------------------------------------
 
@@ -447,3 +452,166 @@ def test_max_parallel_one_serializes(run, comps) -> None:
     result = run(pipeline, max_parallel=1, use_cache=False)
     a, b = (json.loads(result.tasks[k]["parameters"]["Output"]) for k in ("sleep-stamp", "sleep-stamp-2"))
     assert a["end"] <= b["start"] or b["end"] <= a["start"]
+
+
+# --- the last KFP gaps: workspaces, custom paths, STRING conversion, the final-status value ------------------
+
+
+def _component(image: str):
+    return functools.partial(dsl.component, base_image=image, install_kfp_package=False)
+
+
+def test_workspace_placeholder_is_one_directory_shared_by_the_run(run, image) -> None:
+    component = _component(image)
+
+    @component
+    def write_to_workspace(workspace_path: str) -> str:
+        import os
+
+        path = os.path.join(workspace_path, "data", "note.txt")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write("in the workspace")
+        return path
+
+    @component
+    def read_back(path: str, literal: str) -> str:
+        import os
+
+        with open(path) as handle:
+            return f"{handle.read()}|{sorted(os.listdir(literal))}"
+
+    @dsl.pipeline(name="workspace", pipeline_config=dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size="1Gi")))
+    def pipeline() -> str:
+        written = write_to_workspace(workspace_path=dsl.WORKSPACE_PATH_PLACEHOLDER)
+        return read_back(path=written.output, literal="/kfp-workspace/data").output
+
+    result = run(pipeline)
+    assert result.state == "SUCCEEDED", result.record.get("error")
+    workspace = result.run_dir / ".workspace"
+    assert result.tasks["write-to-workspace"]["parameters"]["Output"] == str(workspace / "data" / "note.txt")
+    assert result.pipeline_outputs == {"Output": "in the workspace|['note.txt']"}
+    assert result.tasks["read-back"]["inputs"]["parameters"]["literal"] == str(workspace / "data")
+
+
+def test_workspace_placeholder_without_a_workspace_fails_the_task_clearly(run, comps, tmp_path) -> None:
+    @dsl.pipeline(name="no-workspace")
+    def pipeline() -> str:
+        return comps.echo(s="x").output
+
+    spec = compile_pipeline(pipeline, tmp_path / "spec")
+    document = spec.read_text().replace("constant: x", "constant: '{{$.workspace_path}}'")
+    assert "workspace_path" in document
+    spec.write_text(document)
+    result = run_pipeline(spec, backend="subprocess", root=tmp_path / "runs", tracking="off")
+    assert result.state == "FAILED"
+    assert "declares no workspace" in result.tasks["echo"]["error"]
+
+
+def test_importer_downloads_into_the_workspace(run, image, tmp_path) -> None:
+    component = _component(image)
+    source = tmp_path / "imported"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_text("A")
+    (source / "sub" / "b.txt").write_text("B")
+
+    @component
+    def list_files(data: Input[Dataset]) -> str:
+        import os
+
+        names = [os.path.relpath(os.path.join(r, f), data.path) for r, _, files in os.walk(data.path) for f in files]
+        return ",".join(sorted(names))
+
+    @dsl.pipeline(name="import-ws", pipeline_config=dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size="1Gi")))
+    def pipeline(uri: str) -> str:
+        imported = dsl.importer(artifact_uri=uri, artifact_class=Dataset, download_to_workspace=True)
+        return list_files(data=imported.output).output
+
+    result = run(pipeline, {"uri": str(source)})
+    assert result.pipeline_outputs == {"Output": "a.txt,sub/b.txt"}
+    (copied,) = result.tasks["importer"]["artifacts"]["artifact"]
+    assert copied == str(result.run_dir / ".workspace" / ".artifacts" / "importer" / "imported")
+    assert (source / "a.txt").read_text() == "A"  # the original is untouched
+
+
+def test_artifact_set_path_is_honoured(subprocess_run, tmp_path) -> None:
+    component = _component("unused")
+    custom = tmp_path / "elsewhere" / "out_dataset"
+
+    @component
+    def produce(where: str, out: Output[Dataset]):
+        out.set_path(where)
+        with open(out.path, "w") as handle:
+            handle.write("Hello, World!")
+        assert out.path == where and out.custom_path == where
+
+    @component
+    def consume(data: Input[Dataset]) -> str:
+        with open(data.path) as handle:
+            return handle.read()
+
+    @dsl.pipeline(name="custom-path")
+    def pipeline(where: str) -> str:
+        return consume(data=produce(where=where).outputs["out"]).output
+
+    custom.parent.mkdir()
+    result = subprocess_run(pipeline, {"where": str(custom)})
+    assert result.pipeline_outputs == {"Output": "Hello, World!"}
+    (uri,) = result.tasks["produce"]["artifacts"]["out"]
+    assert uri == str(result.run_dir / "produce" / "out")
+    assert Path(uri).read_text() == "Hello, World!"
+
+
+def test_artifact_set_path_to_a_symlink_is_refused(subprocess_run, tmp_path) -> None:
+    component = _component("unused")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the artifact")
+    link = tmp_path / "link"
+
+    @component
+    def produce(where: str, target: str, out: Output[Dataset]):
+        import os
+
+        os.symlink(target, where)
+        out.set_path(where)
+
+    @dsl.pipeline(name="custom-path-link")
+    def pipeline(where: str, target: str) -> None:
+        produce(where=where, target=target)
+
+    result = subprocess_run(pipeline, {"where": str(link), "target": str(secret)})
+    assert result.state == "FAILED"
+    assert "is a symlink (refused)" in result.tasks["produce"]["error"]
+    assert not (result.run_dir / "produce" / "out").exists()
+
+
+def test_non_string_loop_fields_reach_string_inputs_as_driver_text(run, comps) -> None:
+    @dsl.pipeline(name="string-conversion")
+    def pipeline(items: list = [{"n": 1, "f": 2.5, "b": True, "l": [1, 2.0], "d": {"k": "v"}}]) -> list:  # noqa: B006
+        with dsl.ParallelFor(items) as item:
+            n = comps.echo(s=item.n)
+            comps.echo(s=item.f)
+            comps.echo(s=item.b)
+            comps.echo(s=item.l)
+            comps.echo(s=item.d)
+        return dsl.Collected(n.output)
+
+    result = run(pipeline)
+    assert result.state == "SUCCEEDED", result.record.get("error")
+    outputs = [result.tasks[f"{key}.0"]["parameters"]["Output"] for key in ("echo", "echo-2", "echo-3", "echo-4")]
+    assert outputs == ["1", "2.5", "true", "[1,2]"]
+    assert result.tasks["echo-5.0"]["parameters"]["Output"] == '{"k":"v"}'
+
+
+def test_final_status_uses_vertex_state_names() -> None:
+    from expforge.local_runner.final_status import final_status
+
+    assert final_status("exit-handler-1", "run-1", "SUCCEEDED", None) == {
+        "state": "SUCCEEDED",
+        "pipelineJobResourceName": "run-1",
+        "pipelineTaskName": "exit-handler-1",
+        "error": {},
+    }
+    assert final_status("t", "r", "UPSTREAM_FAILED", "upstream x failed")["state"] == "FAILED"
+    assert final_status("t", "r", "FAILED", "boom")["error"] == {"code": 2, "message": "boom"}
+    assert final_status("t", "r", "CANCELLED", None)["error"] == {"code": 1, "message": "cancelled"}
