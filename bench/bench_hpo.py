@@ -282,7 +282,7 @@ def _trial_rows(trials: Sequence[Mapping[str, Any]], seconds: Mapping[str, float
 
 
 def _best(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    best = max(trials, key=lambda t: t["val_accuracy"])
+    best = max(trials, key=lambda t: -math.inf if t["val_accuracy"] is None else t["val_accuracy"])
     return {"trial_id": best["trial_id"], "val_accuracy": best["val_accuracy"], "config": best["config"]}
 
 
@@ -327,17 +327,17 @@ def hpo_seed(
     # trains independently with the same seed, so those n trials are exactly what a 1× run would train.
     # Checked, not assumed: should sampling ever stop being a prefix, the 1× run is trained on its own.
     one_x_plan = random_search_trials(space, budgets["1x"], max_epochs, seed)
-    prefix = [t["config"] for t in rs.trials[: len(one_x_plan)]] == [t["config"] for t in one_x_plan]
-    runs: dict[str, tuple[list[dict[str, Any]], float]] = {"2x": (rs.trials, rs_seconds)}
+    prefix = [t["config"] for t in rs.rows()[: len(one_x_plan)]] == [t["config"] for t in one_x_plan]
+    runs: dict[str, tuple[list[dict[str, Any]], float]] = {"2x": (rs.rows(), rs_seconds)}
     if prefix:
-        head = rs.trials[: len(one_x_plan)]
+        head = rs.rows()[: len(one_x_plan)]
         runs["1x"] = (head, sum(seconds[t["checkpoint"]] for t in head))
     else:
         started = time.perf_counter()
         rs1 = run_random_search(
             space, budgets["1x"], max_epochs, seed, train_fn, workdir=workdir / f"seed-{seed}" / "random-search-1x"
         )
-        runs["1x"] = (rs1.trials, time.perf_counter() - started)
+        runs["1x"] = (rs1.rows(), time.perf_counter() - started)
 
     random_search: dict[str, Any] = {}
     for name, (trials, wall) in runs.items():
@@ -357,24 +357,25 @@ def hpo_seed(
             "reached": reach is not None,
             "ratio": None if reach is None else reach / epochs,
         }
-    hb_best = hb.best
+    assert hb.best is not None
+    hb_best = {**hb.best.summary(hb.metric), "val_loss": hb.best.metric("val_loss")}
     return {
         "seed": seed,
         "hyperband": {
             "total_epochs": hb.total_epochs,
             "best_val_accuracy": hb_best["val_accuracy"],
             "best": {k: hb_best[k] for k in ("trial_id", "bracket", "config")},
-            "best_val_accuracy_any_trial": max(t["val_accuracy"] for t in hb.trials),
+            "best_val_accuracy_any_trial": max(t["val_accuracy"] or -math.inf for t in hb.rows()),
             "wall_seconds": round(hb_seconds, 2),
             "seconds_per_epoch": round(hb_seconds / max(hb.total_epochs, 1), 3),
             "timeline": [list(point) for point in hb.timeline],
-            "trials": _trial_rows(hb.trials, seconds),
+            "trials": _trial_rows(hb.rows(), seconds),
         },
         "random_search": {
             **random_search,
             "one_x_is_prefix_of_two_x": prefix,
             "seconds_per_epoch": round(rs_seconds / max(rs.total_epochs, 1), 3),
-            "trials": _trial_rows(rs.trials, seconds),
+            "trials": _trial_rows(rs.rows(), seconds),
         },
     }
 

@@ -14,7 +14,8 @@ from expforge.components._adapter import artifact_dir, describe, log_scalars, st
 
 
 class TrialOutputs(NamedTuple):
-    """The trial's validation accuracy and its full record (what ``select-top`` ranks)."""
+    """The trial's validation accuracy and its full record (a :class:`~expforge.tune.records.TrialRecord` as JSON:
+    what ``select-top`` ranks)."""
 
     val_accuracy: float
     record: dict
@@ -43,7 +44,8 @@ def hyperband_trial(
     limit_accelerator_count: int = 0,
 ) -> TrialOutputs:
     """Train ``trial["config"]`` on synthetic (+ ``real_fraction`` of real train) up to ``epochs``; validate on
-    real val. ``bracket``/``rung`` only label the record (``-1``: random search).
+    real val. ``bracket``/``rung`` only label the record; ``bracket`` -1 (the value the compiled YAML carries for
+    random search) becomes ``search="random-search", bracket=None`` in the :class:`TrialRecord`.
 
     ``limit_*`` are the limits the task was given, recorded with the trial. They are
     also *why* the task limits can come from pipeline parameters inside a ``ParallelFor``: KFP 2.17 forwards a
@@ -54,7 +56,13 @@ def hyperband_trial(
 
     from expforge.errors import ExpforgeError
     from expforge.train.torch_trainer import TorchTrainConfig, train_torch
-    from expforge.tune.selection import json_safe
+    from expforge.tune.records import (
+        RANDOM_SEARCH_BRACKET_PARAMETER,
+        Resources,
+        TrialItem,
+        TrialRecord,
+        json_safe,
+    )
 
     if not isinstance(trial, dict) or not isinstance(trial.get("trial_id"), str) or "config" not in trial:
         raise ExpforgeError(f"trial: expected {{'trial_id': str, 'config': {{...}}}}, got {trial!r:.200}")
@@ -64,9 +72,17 @@ def hyperband_trial(
         resume_from = artifact_dir(previous) / f"{trial_id}.pt"
         if not resume_from.is_file():
             raise ExpforgeError(f"previous: no checkpoint {resume_from.name} in the promoted directory {previous.uri}")
+    item = TrialItem.from_loop_item(
+        trial,
+        bracket=None if bracket == RANDOM_SEARCH_BRACKET_PARAMETER else bracket,
+        rung=rung,
+        epochs=epochs,
+        max_epochs=max_epochs,
+        resume_from=None if resume_from is None else f"{previous.uri}/{trial_id}.pt",
+    )
     config = TorchTrainConfig.from_dict(
-        {"seed": seed, **trial["config"], "schedule_epochs": max_epochs},
-        labels={key: f"trial {trial_id}: config.{key}" for key in trial["config"]},
+        {"seed": seed, **item.config, "schedule_epochs": max_epochs},
+        labels={key: f"trial {trial_id}: config.{key}" for key in item.config},
     )
     train_dirs, fractions = training_sets(synthetic, real, real_fraction)
     result = train_torch(
@@ -83,29 +99,22 @@ def hyperband_trial(
 
     rows = json_safe([dataclasses.asdict(epoch) for epoch in result.history])
     val_accuracy = float(result.final["val_accuracy"])
-    record = {
-        "trial_id": trial_id,
-        "bracket": bracket,
-        "rung": rung,
-        "config": trial["config"],
-        "epochs": epochs,
-        "epochs_trained": int(result.final.get("epochs_trained", len(rows))),
-        "resumed": resume_from is not None,
-        "val_accuracy": val_accuracy,
-        "val_loss": float(result.final["val_loss"]),
-        "history": rows,
+    record = TrialRecord(
+        item=item,
+        metrics={"val_accuracy": val_accuracy, "val_loss": float(result.final["val_loss"])},
+        history=tuple(rows),
+        epochs_trained=int(result.final.get("epochs_trained", len(rows))),
         # select-top pairs each collected checkpoint with its record by this URI (collected lists carry no
         # promise that two lists gathered from one loop come back in the same order).
-        "checkpoint_uri": checkpoint.uri,
+        checkpoint=checkpoint.uri,
         # (named limit_*: KFP names the task inputs behind resource placeholders cpu_limit, accelerator_count, ...)
-        "resources": {
-            "cpu": limit_cpu,
-            "memory": limit_memory,
-            "accelerator_type": limit_accelerator_type if limit_accelerator_count else "",
-            "accelerator_count": limit_accelerator_count,
-        },
-    }
-    record = json_safe(record)
+        resources=Resources(
+            cpu=limit_cpu,
+            memory=limit_memory,
+            accelerator_type=limit_accelerator_type if limit_accelerator_count else "",
+            accelerator_count=limit_accelerator_count,
+        ),
+    )
 
     per_epoch = {
         f"epoch_{epoch.epoch:03d}_{key}": getattr(epoch, key)
@@ -115,7 +124,7 @@ def hyperband_trial(
     log_scalars(metrics, {**result.final, **per_epoch})
     describe(
         checkpoint,
-        {"trial_id": trial_id, "bracket": bracket, "rung": rung, "config": trial["config"]},
+        {"trial_id": trial_id, "search": item.search, "bracket": item.bracket, "rung": rung, "config": item.config},
         val_accuracy=val_accuracy,
         epochs=epochs,
         framework="pytorch",
@@ -125,4 +134,4 @@ def hyperband_trial(
     Path(history.path).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     history.metadata["format"] = "json"
     history.metadata["trial_id"] = trial_id
-    return TrialOutputs(val_accuracy=val_accuracy, record=record)
+    return TrialOutputs(val_accuracy=val_accuracy, record=record.to_json())

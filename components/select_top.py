@@ -1,12 +1,14 @@
 """select-top: successive halving's cut — keep a rung's best trials and hand their checkpoints to the next rung.
 
 Inputs are the rung's trials fanned in with ``dsl.Collected``: their checkpoints (a list of ``Model``
-artifacts) and their records (a list of dicts). Each checkpoint is paired with its record by artifact URI
-(the trial puts its checkpoint's URI into its record), never by list position.
+artifacts) and their records (a list of :class:`~expforge.tune.records.TrialRecord` JSON objects). The cut itself is
+:func:`expforge.tune.promotion.promote`, the same function the in-process driver calls: it pairs each checkpoint
+with its record by artifact URI (the trial puts its checkpoint's URI into its record), never by list position.
 
 Outputs: ``promoted`` is a directory with ``<trial_id>.pt`` for every kept trial (the next rung's trials resume
 from it), ``leaderboard.json`` (the ranking) and ``records.json`` (every trial's record, per-epoch history
-included); ``best`` is a copy of the best checkpoint. ``survivors`` are the next rung's loop items.
+included); ``best`` is a copy of the best checkpoint (its metadata carries the best record, without history).
+``survivors`` are the next rung's loop items.
 
 ``incumbent`` (+ ``incumbent_record``) is the best model from earlier — the pipeline chains the brackets'
 final rungs through it — and ``best`` is whichever of it and this rung's winner ranks higher. The incumbent
@@ -47,60 +49,54 @@ def select_top(
     from pathlib import Path
 
     from expforge.atomic import staged_directory, staged_file
-    from expforge.errors import ExpforgeError
-    from expforge.tune.selection import json_safe, leaderboard, rank_trials
+    from expforge.tune.promotion import Checkpoint, Incumbent, promote
+    from expforge.tune.records import TrialRecord, json_safe, records_from_json
+    from expforge.tune.selection import leaderboard
 
-    if keep < 0:
-        raise ExpforgeError(f"keep: {keep} is negative")
-    if not records:
-        raise ExpforgeError("records: no trial records to select from")
-    by_uri = {artifact.uri: artifact for artifact in trials}
-    by_id = {artifact.metadata.get("trial_id"): artifact for artifact in trials if artifact.metadata.get("trial_id")}
-    checkpoints: dict[str, Path] = {}
-    for record in records:
-        trial_id = record.get("trial_id") if isinstance(record, dict) else None
-        artifact = by_uri.get(record.get("checkpoint_uri")) if trial_id else None
-        artifact = artifact or by_id.get(trial_id)
-        if artifact is None:
-            raise ExpforgeError(f"records: no collected checkpoint for trial {trial_id!r} (by URI or trial_id)")
-        checkpoints[trial_id] = Path(artifact.path)
-
-    ranked = rank_trials(records, metric)
-    kept = ranked[:keep]
-    with staged_directory(promoted.path) as staging:
-        for record in kept:
-            shutil.copyfile(checkpoints[record["trial_id"]], staging / f"{record['trial_id']}.pt")
-        (staging / "leaderboard.json").write_text(json.dumps(json_safe(leaderboard(records, metric)), indent=1))
-        (staging / "records.json").write_text(json.dumps(json_safe(ranked), indent=1))
-    promoted.metadata["kept"] = [record["trial_id"] for record in kept]
-    promoted.metadata["trials"] = len(records)
-
-    winner, source = ranked[0], checkpoints[ranked[0]["trial_id"]]
+    trial_records = records_from_json(records, source="records")
+    checkpoints = [
+        Checkpoint(uri=artifact.uri, path=Path(artifact.path), trial_id=artifact.metadata.get("trial_id") or None)
+        for artifact in trials
+    ]
+    champion = None
     if incumbent is not None:
-        challenger = incumbent_record or {
-            key: incumbent.metadata[key] for key in ("trial_id", "config", metric) if key in incumbent.metadata
-        }
-        if rank_trials([winner, challenger], metric)[0]["trial_id"] != winner["trial_id"]:
-            winner, source = dict(challenger), Path(incumbent.path)
+        # The previous select-top's best_record; its best checkpoint also carries the record (without history).
+        held = incumbent_record if incumbent_record is not None else incumbent.metadata.get("record")
+        source = "incumbent_record" if incumbent_record is not None else "incumbent.metadata.record"
+        champion = Incumbent(TrialRecord.from_json(held, source=source), Path(incumbent.path))
+    cut = promote(trial_records, checkpoints, keep, champion, metric)
+
+    with staged_directory(promoted.path) as staging:
+        for record in cut.kept:
+            shutil.copyfile(cut.checkpoints[record.trial_id], staging / f"{record.trial_id}.pt")
+        (staging / "leaderboard.json").write_text(json.dumps(json_safe(leaderboard(trial_records, metric)), indent=1))
+        (staging / "records.json").write_text(json.dumps([r.to_json() for r in cut.ranked], indent=1))
+    promoted.metadata["kept"] = [record.trial_id for record in cut.kept]
+    promoted.metadata["trials"] = len(trial_records)
+
     with staged_file(best.path) as staging:
-        shutil.copyfile(source, staging)
-    summary = {key: winner.get(key) for key in ("trial_id", "bracket", "rung", "epochs", "config", metric)}
-    describe(best, json_safe(summary), framework="pytorch", format="expforge.checkpoint")
+        shutil.copyfile(cut.best_checkpoint, staging)
+    describe(
+        best,
+        cut.best.summary(metric),
+        record=cut.best.to_json(history=False),
+        framework="pytorch",
+        format="expforge.checkpoint",
+    )
 
     log_scalars(
         metrics,
         {
-            f"best_{metric}": winner.get(metric),
-            f"rung_best_{metric}": ranked[0].get(metric),
-            "trials": len(records),
-            "kept": len(kept),
+            f"best_{metric}": cut.best.metric(metric),
+            f"rung_best_{metric}": cut.rung_best.metric(metric),
+            "trials": len(trial_records),
+            "kept": len(cut.kept),
         },
     )
-    survivors = [{"trial_id": record["trial_id"], "config": record["config"]} for record in kept]
-    best_value = winner.get(metric)
+    best_value = cut.best.metric(metric)
     return SelectTopOutputs(
-        survivors=json_safe(survivors),
-        best_config=json_safe(winner.get("config") or {}),
-        best_val_accuracy=float(best_value) if isinstance(best_value, int | float) else float("nan"),
-        best_record=json_safe(winner),
+        survivors=json_safe(cut.survivors()),
+        best_config=json_safe(cut.best.item.config),
+        best_val_accuracy=float("nan") if best_value is None else best_value,
+        best_record=cut.best.to_json(),
     )

@@ -30,6 +30,7 @@ from expforge.pipelines.hpo import (
     build_random_search_digits,
 )
 from expforge.tune.hyperband import hyperband_schedule
+from expforge.tune.records import TrialItem, TrialRecord
 from expforge.tune.space import DEFAULT_SEARCH_SPACE, SearchSpace, sample_trials
 
 HPO_STEPS = ("sample-configs", "hyperband-trial", "select-top", "bootstrap-mnist", "render-font-digits")
@@ -335,17 +336,10 @@ def _fake_trials(tmp_path: Path, accuracies: dict[str, float], *, bracket: int =
         uri.parent.mkdir(parents=True)
         uri.write_bytes(f"weights of {trial_id}".encode())
         artifacts.append({"uri": str(uri), "metadata": {"trial_id": trial_id}})
+        item = TrialItem(trial_id, {"name": trial_id}, bracket=bracket, rung=0, epochs=1, max_epochs=1)
+        history = ({"epoch": 1, "val_accuracy": accuracy},)
         records.append(
-            {
-                "trial_id": trial_id,
-                "bracket": bracket,
-                "rung": 0,
-                "config": {"name": trial_id},
-                "epochs": 1,
-                "val_accuracy": accuracy,
-                "history": [{"epoch": 1, "val_accuracy": accuracy}],
-                "checkpoint_uri": str(uri),
-            }
+            TrialRecord(item, {"val_accuracy": accuracy}, history, epochs_trained=1, checkpoint=str(uri)).to_json()
         )
     return artifacts, records
 
@@ -371,14 +365,16 @@ def test_select_top_component_keeps_the_best_and_pairs_checkpoints_by_uri(tmp_pa
     assert json.loads((promoted / "records.json").read_text())[0]["history"] == [{"epoch": 1, "val_accuracy": 0.9}]
     assert Path(outputs["best"]["uri"]).read_bytes() == b"weights of b1-c01"
     assert outputs["best"]["metadata"]["trial_id"] == "b1-c01"
-    assert parameters["best_val_accuracy"] == 0.9 and parameters["best_record"]["trial_id"] == "b1-c01"
+    assert parameters["best_val_accuracy"] == 0.9 and parameters["best_record"]["item"]["trial_id"] == "b1-c01"
     assert outputs["metrics"]["metadata"]["kept"] == 2
 
     # an incumbent from an earlier bracket wins when it is better, and is never promoted
     incumbent = tmp_path / "incumbent" / "best"
     incumbent.parent.mkdir()
     incumbent.write_bytes(b"weights of b2-c07")
-    record = {"trial_id": "b2-c07", "config": {"lr": 0.5}, "val_accuracy": 0.95, "epochs": 9}
+    record = TrialRecord(
+        TrialItem("b2-c07", {"lr": 0.5}, bracket=2, rung=0, epochs=9, max_epochs=9), {"val_accuracy": 0.95}
+    ).to_json()
     parameters, outputs = run_component(
         select_top,
         tmp_path / "select-2",
@@ -389,7 +385,7 @@ def test_select_top_component_keeps_the_best_and_pairs_checkpoints_by_uri(tmp_pa
     assert parameters["best_config"] == {"lr": 0.5} and parameters["survivors"][0]["trial_id"] == "b1-c01"
     assert sorted(p.name for p in Path(outputs["promoted"]["uri"]).iterdir())[0] == "b1-c01.pt"
 
-    records[0]["checkpoint_uri"] = "/nowhere"
+    records[0]["checkpoint"] = "/nowhere"
     with pytest.raises(SystemExit):
         run_component(select_top, tmp_path / "select-3", {"records": records, "keep": 1}, {"trials": artifacts})
 
@@ -416,8 +412,10 @@ def test_trials_warm_start_from_the_promoted_checkpoints(tmp_path: Path, tiny_da
             data,
         )
         record = parameters["record"]
-        assert record["trial_id"] == item["trial_id"] and record["resumed"] is False
-        assert len(record["history"]) == 1 and record["checkpoint_uri"] == outputs["checkpoint"]["uri"]
+        typed = TrialRecord.from_json(record)
+        assert typed.trial_id == item["trial_id"] and typed.item.resume_from is None
+        assert typed.item.search == "hyperband" and typed.item.bracket == 1 and typed.resources is not None
+        assert len(record["history"]) == 1 and record["checkpoint"] == outputs["checkpoint"]["uri"]
         assert outputs["checkpoint"]["metadata"]["trial_id"] == item["trial_id"]
         assert json.loads(Path(outputs["history"]["uri"]).read_text()) == record["history"]
         artifacts.append({"uri": outputs["checkpoint"]["uri"], "metadata": outputs["checkpoint"]["metadata"]})
@@ -434,8 +432,10 @@ def test_trials_warm_start_from_the_promoted_checkpoints(tmp_path: Path, tiny_da
         {**common, "trial": survivor, "epochs": 2, "rung": 1},
         {**data, "previous": promoted},
     )
-    first = next(r for r in records if r["trial_id"] == survivor["trial_id"])
-    assert resumed["record"]["resumed"] is True and resumed["record"]["epochs_trained"] == 1
+    first = next(r for r in records if r["item"]["trial_id"] == survivor["trial_id"])
+    resumed_from = resumed["record"]["item"]["resume_from"]
+    assert resumed_from == f"{promoted[0]['uri']}/{survivor['trial_id']}.pt"
+    assert resumed["record"]["epochs_trained"] == 1
     assert resumed["record"]["history"][0] == first["history"][0]  # epoch 1 came from the checkpoint
     scratch, _ = run_component(
         hyperband_trial, tmp_path / "scratch", {**common, "trial": survivor, "epochs": 2, "rung": 1}, data

@@ -40,9 +40,9 @@ def test_hyperband_pipeline_runs_in_docker_and_registers_the_winner(tmp_path: Pa
     trials = {k: t for k, t in result.tasks.items() if k.startswith("hyperband-trial")}
     assert len(trials) == 6 and all(t["state"] == "SUCCEEDED" for t in trials.values())
     records = [t["parameters"]["record"] for t in trials.values()]
-    promoted = [r for r in records if r["rung"] == 1]
+    promoted = [r for r in records if r["item"]["rung"] == 1]
     # the promoted trial continued its rung-0 checkpoint (1 → 3 epochs), it did not start over
-    assert len(promoted) == 1 and promoted[0]["resumed"] is True
+    assert len(promoted) == 1 and promoted[0]["item"]["resume_from"] is not None
     assert [row["epoch"] for row in promoted[0]["history"]] == [1, 2, 3]  # the whole run, resumed at 1
     assert result.tasks["register-model"]["state"] == "SUCCEEDED"
 

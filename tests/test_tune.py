@@ -16,8 +16,18 @@ from expforge.cli import app
 from expforge.errors import ExpforgeError
 from expforge.tune.driver import run_hyperband, run_random_search
 from expforge.tune.hyperband import hyperband_schedule
+from expforge.tune.promotion import Checkpoint, Incumbent, promote
 from expforge.tune.random_search import matched_budget, random_search_plan, random_search_trials
-from expforge.tune.selection import json_safe, leaderboard, select_top
+from expforge.tune.records import (
+    RANDOM_SEARCH,
+    Resources,
+    TrialItem,
+    TrialRecord,
+    json_safe,
+    read_records,
+    write_records,
+)
+from expforge.tune.selection import leaderboard, select_top
 from expforge.tune.space import DEFAULT_SEARCH_SPACE, SearchSpace, sample_trials
 
 SPACE = {
@@ -203,22 +213,26 @@ def test_bad_schedules_are_one_clear_error_each(args: tuple[Any, ...], message: 
 # --- selection and random search ----------------------------------------------------------------------------------
 
 
+def _record(trial_id: str, **metrics: float) -> TrialRecord:
+    return TrialRecord(TrialItem(trial_id, {}, bracket=1), metrics=dict(metrics))
+
+
 def test_select_top_is_deterministic_and_ranks_failures_last() -> None:
     trials = [
-        {"trial_id": "b1-c03", "val_accuracy": 0.8},
-        {"trial_id": "b1-c01", "val_accuracy": 0.9},
-        {"trial_id": "b1-c00", "val_accuracy": float("nan")},
-        {"trial_id": "b1-c02", "val_accuracy": 0.9},
-        {"trial_id": "b1-c04"},
+        _record("b1-c03", val_accuracy=0.8),
+        _record("b1-c01", val_accuracy=0.9),
+        _record("b1-c00", val_accuracy=float("nan")),
+        _record("b1-c02", val_accuracy=0.9),
+        _record("b1-c04"),
     ]
     kept = select_top(trials, 3)
-    assert [t["trial_id"] for t in kept] == ["b1-c01", "b1-c02", "b1-c03"]  # tie 0.9 broken by id
-    assert [t["trial_id"] for t in select_top(list(reversed(trials)), 3)] == ["b1-c01", "b1-c02", "b1-c03"]
-    assert [t["trial_id"] for t in select_top(trials, 10)][-2:] == ["b1-c00", "b1-c04"]
-    assert select_top(trials, 1, "val_accuracy", maximize=False)[0]["trial_id"] == "b1-c03"
+    assert [t.trial_id for t in kept] == ["b1-c01", "b1-c02", "b1-c03"]  # tie 0.9 broken by id
+    assert [t.trial_id for t in select_top(list(reversed(trials)), 3)] == ["b1-c01", "b1-c02", "b1-c03"]
+    assert [t.trial_id for t in select_top(trials, 10)][-2:] == ["b1-c00", "b1-c04"]
+    assert select_top(trials, 1, "val_accuracy", maximize=False)[0].trial_id == "b1-c03"
     assert [row["rank"] for row in leaderboard(trials)] == [1, 2, 3, 4, 5]
     with pytest.raises(ExpforgeError, match="duplicate trial_id 'b1-c01'"):
-        select_top([*trials, {"trial_id": "b1-c01", "val_accuracy": 0.1}], 1)
+        select_top([*trials, _record("b1-c01", val_accuracy=0.1)], 1)
     with pytest.raises(ExpforgeError, match="keep"):
         select_top(trials, -1)
     assert json_safe({"a": (1.0, float("inf"))}) == {"a": [1.0, None]}
@@ -235,6 +249,96 @@ def test_random_search_plan_spends_the_budget_on_full_length_trials() -> None:
     assert [t["trial_id"] for t in random_search_trials(space, 27, 9, 0)] == ["rs-c00", "rs-c01", "rs-c02"]
     with pytest.raises(ExpforgeError, match="budget_epochs: 5 is smaller than epochs_per_trial 9"):
         random_search_plan(space, 5, 9, seed=0)
+
+
+# --- trial records and promotion -----------------------------------------------------------------------------
+
+
+def _full_record(trial_id: str = "b2-c05", **item: Any) -> TrialRecord:
+    fields = {"config": {"lr": 0.01, "width": 16}, "bracket": 2, "rung": 1, "epochs": 3, "max_epochs": 9}
+    fields.update(item)
+    return TrialRecord(
+        TrialItem(trial_id, resume_from="/runs/promoted/b2-c05.pt", **fields),
+        metrics={"val_accuracy": 0.91, "val_loss": float("nan")},
+        history=({"epoch": 1, "val_accuracy": 0.8}, {"epoch": 2, "val_accuracy": 0.9}),
+        epochs_trained=2,
+        checkpoint="/runs/b2-c05/checkpoint",
+        resources=Resources(cpu="2", memory="4G"),
+    )
+
+
+def test_trial_records_round_trip_through_json_and_a_protobuf_struct(tmp_path: Path) -> None:
+    record = _full_record()
+    data = record.to_json()
+    assert data["version"] == 1 and data["metrics"]["val_loss"] is None  # NaN is not JSON
+    # a component output parameter travels as a Struct: every number comes back as a double
+    struct = json_format.ParseDict(data, struct_pb2.Struct())
+    travelled = TrialRecord.from_json(json_format.MessageToDict(struct))
+    assert travelled.item == record.item and isinstance(travelled.item.rung, int)
+    assert travelled.metric("val_accuracy") == 0.91 and travelled.metric("val_loss") is None
+    assert travelled.history == record.history and travelled.resources == record.resources
+    write_records(tmp_path / "records.json", [record, _full_record("b2-c06")])
+    assert [r.trial_id for r in read_records(tmp_path / "records.json")] == ["b2-c05", "b2-c06"]
+    assert record.summary()["val_accuracy"] == 0.91 and record.item.loop_item()["trial_id"] == "b2-c05"
+
+
+def test_random_search_is_its_own_search_not_a_bracket_number() -> None:
+    item = TrialItem.from_loop_item({"trial_id": "rs-c00", "config": {}}, bracket=None, rung=0, epochs=9, max_epochs=9)
+    assert item.search == RANDOM_SEARCH and item.bracket is None and item.final
+    assert TrialItem.from_json(item.to_json()) == item
+    with pytest.raises(ExpforgeError, match="random search has none"):
+        TrialItem("rs-c00", {}, search=RANDOM_SEARCH, bracket=-1)
+    with pytest.raises(ExpforgeError, match="a hyperband trial needs a bracket"):
+        TrialItem("b1-c00", {}, search="hyperband", bracket=None)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(version=2), "records.json[1]: version: 2 is not a trial-record version"),
+        (lambda d: d.pop("version"), "records.json[1]: version: missing"),
+        (lambda d: d["item"].pop("epochs"), "records.json[1]: item.epochs: missing"),
+        (lambda d: d["item"].update(search="grid"), "records.json[1]: item.search: 'grid' is not one of"),
+        (lambda d: d["item"].update(rung="one"), "records.json[1]: item.rung: 'one' is not an integer"),
+        (lambda d: d.pop("metrics"), "records.json[1]: metrics: missing"),
+        (lambda d: d["metrics"].update(val_accuracy="high"), "records.json[1]: metrics.val_accuracy: 'high' is not"),
+        (lambda d: d["resources"].pop("accelerator_count"), "records.json[1]: resources.accelerator_count: missing"),
+    ],
+)
+def test_a_bad_trial_record_is_one_error_naming_file_and_field(tmp_path: Path, change: Any, message: str) -> None:
+    records = [_full_record("b2-c05").to_json(), _full_record("b2-c06").to_json()]
+    change(records[1])
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(ExpforgeError) as caught:
+        read_records(path)
+    assert str(caught.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_promote_pairs_checkpoints_by_uri_keeps_the_best_and_weighs_the_incumbent(tmp_path: Path) -> None:
+    accuracies = {"b1-c00": 0.5, "b1-c01": 0.9, "b1-c02": 0.7}
+    records = [
+        TrialRecord(TrialItem(t, {"n": i}, bracket=1), metrics={"val_accuracy": a}, checkpoint=f"uri://{t}")
+        for i, (t, a) in enumerate(accuracies.items())
+    ]
+    # listed in another order than the records, one paired by its trial id label alone
+    checkpoints = [
+        Checkpoint("uri://b1-c02", tmp_path / "c02"),
+        Checkpoint("elsewhere", tmp_path / "c00", trial_id="b1-c00"),
+        Checkpoint("uri://b1-c01", tmp_path / "c01"),
+    ]
+    cut = promote(records, checkpoints, 2)
+    assert [r.trial_id for r in cut.kept] == ["b1-c01", "b1-c02"] and cut.best.trial_id == "b1-c01"
+    assert cut.kept_checkpoints() == {"b1-c01": tmp_path / "c01", "b1-c02": tmp_path / "c02"}
+    assert cut.survivors() == [{"trial_id": "b1-c01", "config": {"n": 1}}, {"trial_id": "b1-c02", "config": {"n": 2}}]
+    better = TrialRecord(TrialItem("b2-c07", {}, bracket=2), metrics={"val_accuracy": 0.95})
+    with_incumbent = promote(records, checkpoints, 1, Incumbent(better, tmp_path / "inc"))
+    assert with_incumbent.best is better and with_incumbent.best_checkpoint == tmp_path / "inc"
+    assert [r.trial_id for r in with_incumbent.kept] == ["b1-c01"]  # the incumbent is never promoted
+    worse = TrialRecord(TrialItem("b0-c00", {}, bracket=0), metrics={"val_accuracy": 0.1})
+    assert promote(records, checkpoints, 1, Incumbent(worse, tmp_path / "inc")).best.trial_id == "b1-c01"
+    with pytest.raises(ExpforgeError, match="no collected checkpoint for trial 'b1-c01'"):
+        promote(records, checkpoints[:2], 1)
 
 
 # --- the in-process driver ----------------------------------------------------------------------------------------
@@ -276,34 +380,37 @@ def test_hyperband_driver_warm_starts_promoted_trials_and_counts_epochs(tmp_path
     assert len(trainer.calls) == len(result.trials) == schedule.trials == 22
     assert result.total_epochs == schedule.total_epochs(warm_start=True) == 69
     assert sum(call["epochs"] - call["start"] for call in trainer.calls) == 69
-    by_key = {(t["bracket"], t["rung"], t["trial_id"]): t for t in result.trials}
+    by_key = {(t.item.bracket, t.item.rung, t.trial_id): t for t in result.trials}
     for record in result.trials:
-        bracket = schedule.bracket(record["bracket"])
-        rung = bracket.rungs[record["rung"]]
-        assert record["epochs"] == rung.epochs
-        if record["rung"] == 0:
-            assert record["resumed_from"] is None and record["epochs_trained"] == rung.epochs
+        assert record.item.search == "hyperband" and record.item.bracket is not None
+        bracket = schedule.bracket(record.item.bracket)
+        rung = bracket.rungs[record.item.rung]
+        assert record.item.epochs == rung.epochs
+        if record.item.rung == 0:
+            assert record.item.resume_from is None and record.epochs_trained == rung.epochs
         else:
             # resumed from this very trial's checkpoint of the previous rung, which it survived
-            earlier = by_key[(record["bracket"], record["rung"] - 1, record["trial_id"])]
-            assert record["resumed_from"] == earlier["checkpoint"]
-            assert record["epochs_trained"] == rung.epochs - earlier["epochs"]
+            earlier = by_key[(record.item.bracket, record.item.rung - 1, record.trial_id)]
+            assert record.item.resume_from == earlier.checkpoint
+            assert record.epochs_trained == rung.epochs - earlier.item.epochs
             rung_before = [
-                t for t in result.trials if t["bracket"] == record["bracket"] and t["rung"] == record["rung"] - 1
+                t
+                for t in result.trials
+                if t.item.bracket == record.item.bracket and t.item.rung == record.item.rung - 1
             ]
-            kept = {t["trial_id"] for t in select_top(rung_before, bracket.rungs[record["rung"] - 1].keep)}
-            assert record["trial_id"] in kept
+            kept = {t.trial_id for t in select_top(rung_before, bracket.rungs[record.item.rung - 1].keep)}
+            assert record.trial_id in kept
     # the bracket's first-rung configurations are the ones the pipeline's sample-configs would draw
-    assert [t["config"] for t in result.trials if t["bracket"] == 2 and t["rung"] == 0] == [
+    assert [t.item.config for t in result.trials if t.item.bracket == 2 and t.item.rung == 0] == [
         item["config"] for item in sample_trials(space, 9, 5, "hyperband/bracket-2", "b2")
     ]
     cumulative = [point[0] for point in result.timeline]
     best = [point[1] for point in result.timeline]
     assert cumulative == sorted(cumulative) and cumulative[-1] == 69
     assert best == list(np.maximum.accumulate(best))
-    assert best[-1] == max(t["val_accuracy"] for t in result.trials)
-    finals = [t for t in result.trials if t["final"]]
-    assert result.best == select_top(finals, 1)[0] and result.best["epochs"] == 9
+    assert best[-1] == max(t.metric("val_accuracy") or 0.0 for t in result.trials)
+    finals = [t for t in result.trials if t.item.final]
+    assert result.best == select_top(finals, 1)[0] and result.best.item.epochs == 9
     threshold = best[len(best) // 2]
     assert result.epochs_to_reach(threshold) == cumulative[best.index(threshold)]
     assert result.epochs_to_reach(2.0) is None
@@ -311,8 +418,8 @@ def test_hyperband_driver_warm_starts_promoted_trials_and_counts_epochs(tmp_path
 
     cold = run_hyperband(schedule, space, 5, FakeTrainer(), workdir=tmp_path / "cold", warm_start=False)
     assert cold.total_epochs == schedule.total_epochs(warm_start=False) == 78
-    assert all(t["resumed_from"] is None for t in cold.trials)
-    assert [t["trial_id"] for t in cold.trials] == [t["trial_id"] for t in result.trials]
+    assert all(t.item.resume_from is None for t in cold.trials)
+    assert [t.trial_id for t in cold.trials] == [t.trial_id for t in result.trials]
 
 
 def test_random_search_driver(tmp_path: Path) -> None:
@@ -321,9 +428,10 @@ def test_random_search_driver(tmp_path: Path) -> None:
     result = run_random_search(space, 69, 9, 5, trainer, workdir=tmp_path)
     assert len(result.trials) == 7 and result.total_epochs == 63
     assert all(call["epochs"] == 9 and call["resume_from"] is None for call in trainer.calls)
-    assert [t["config"] for t in result.trials] == random_search_plan(space, 69, 9, 5)
+    assert [t.item.config for t in result.trials] == random_search_plan(space, 69, 9, 5)
+    assert all(t.item.search == "random-search" and t.item.bracket is None and t.item.final for t in result.trials)
     assert result.best == select_top(result.trials, 1)[0]
-    assert result.timeline[-1] == (63, result.best["val_accuracy"])
+    assert result.timeline[-1] == (63, result.best.metric("val_accuracy"))
 
 
 def test_driver_rejects_a_train_fn_without_the_metric(tmp_path: Path) -> None:

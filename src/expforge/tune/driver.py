@@ -2,8 +2,9 @@
 
 The pipeline (``expforge.pipelines.hpo``) runs every trial as its own task; this driver runs the very same
 schedule, sampling and selection in a loop, for the benchmark and for quick experiments on one machine. Both
-share :mod:`~expforge.tune.space`, :mod:`~expforge.tune.hyperband` and :mod:`~expforge.tune.selection`, so the
-same seed tries the same configurations and promotes the same trials in either.
+share :mod:`~expforge.tune.space`, :mod:`~expforge.tune.hyperband`, the records of :mod:`~expforge.tune.records`
+and the cut of :func:`~expforge.tune.promotion.promote`, so the same seed tries the same configurations and
+promotes the same trials in either.
 
 ``train_fn(config, epochs, resume_from, checkpoint_out)`` trains ``config`` *up to* ``epochs`` in total —
 continuing from the checkpoint ``resume_from`` when given (a promoted trial), else from scratch — writes its
@@ -24,8 +25,9 @@ from typing import Any
 
 from expforge.errors import ExpforgeError
 from expforge.tune.hyperband import HyperbandSchedule
+from expforge.tune.promotion import Checkpoint, Incumbent, promote
 from expforge.tune.random_search import random_search_trials
-from expforge.tune.selection import best_trial, select_top
+from expforge.tune.records import TrialItem, TrialRecord
 from expforge.tune.space import SearchSpace, bracket_prefix, bracket_salt, sample_trials
 
 TrainFn = Callable[[dict[str, Any], int, Path | None, Path], Mapping[str, Any]]
@@ -38,13 +40,13 @@ class TuneResult:
     ``best`` is the best trial among those trained to the full ``R`` epochs (a bracket's final rung; every
     random-search trial): only those finished the LR schedule the trainer runs over ``R`` epochs.
     ``timeline`` is ``[(cumulative_epochs, best_val_accuracy_so_far), ...]`` over *all* trials, one point per
-    trial.
+    trial (``timeline[i]`` belongs to ``trials[i]``).
     """
 
     method: str
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[TrialRecord] = field(default_factory=list)
     timeline: list[tuple[int, float]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=dict)
+    best: TrialRecord | None = None
     total_epochs: int = 0
     metric: str = "val_accuracy"
 
@@ -53,41 +55,59 @@ class TuneResult:
 
         ``final_only`` counts only trials that trained the full ``R`` epochs.
         """
-        for record in self.trials:
-            if final_only and not record["final"]:
+        for record, (cumulative, _) in zip(self.trials, self.timeline, strict=True):
+            if final_only and not record.item.final:
                 continue
-            value = record.get(self.metric)
-            if isinstance(value, int | float) and math.isfinite(value) and value >= accuracy:
-                return int(record["cumulative_epochs"])
+            value = record.metric(self.metric)
+            if value is not None and value >= accuracy:
+                return cumulative
         return None
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per trial (its record's summary, the epochs trained, the running epoch count and the
+        checkpoint): what a benchmark table or a plot reads."""
+        return [
+            {
+                **record.summary(self.metric),
+                "val_loss": record.metric("val_loss"),
+                "final": record.item.final,
+                "epochs_trained": record.epochs_trained,
+                "cumulative_epochs": cumulative,
+                "checkpoint": record.checkpoint,
+            }
+            for record, (cumulative, _) in zip(self.trials, self.timeline, strict=True)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (benchmark reports)."""
+        """JSON form (benchmark reports): trials in the records' own versioned form."""
         return {
             "method": self.method,
             "metric": self.metric,
             "total_epochs": self.total_epochs,
-            "best": self.best,
+            "best": None if self.best is None else self.best.to_json(),
             "timeline": [list(point) for point in self.timeline],
-            "trials": self.trials,
+            "trials": [record.to_json() for record in self.trials],
         }
 
 
-def _run_trial(
-    train_fn: TrainFn,
-    item: Mapping[str, Any],
-    *,
-    epochs: int,
-    resume_from: Path | None,
-    checkpoint_out: Path,
-    metric: str,
-) -> Mapping[str, Any]:
+def _run_trial(train_fn: TrainFn, item: TrialItem, checkpoint_out: Path, trained: int, metric: str) -> TrialRecord:
+    """Train ``item`` (``trained`` new epochs), writing its checkpoint to ``checkpoint_out``; the trial's record."""
     checkpoint_out.parent.mkdir(parents=True, exist_ok=True)
-    outcome = train_fn(dict(item["config"]), epochs, resume_from, checkpoint_out)
+    resume_from = Path(item.resume_from) if item.resume_from is not None else None
+    outcome = train_fn(dict(item.config), item.epochs, resume_from, checkpoint_out)
     value = outcome.get(metric) if isinstance(outcome, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ExpforgeError(f"trial {item['trial_id']}: the training function returned no numeric {metric!r}")
-    return outcome
+        raise ExpforgeError(f"trial {item.trial_id}: the training function returned no numeric {metric!r}")
+    metrics: dict[str, float | None] = {metric: float(value)}
+    if "val_loss" in outcome:
+        metrics["val_loss"] = float(outcome["val_loss"])
+    return TrialRecord(
+        item=item,
+        metrics=metrics,
+        history=tuple(dict(row) for row in outcome.get("history", [])),
+        epochs_trained=trained,
+        checkpoint=str(checkpoint_out),
+    )
 
 
 class _Recorder:
@@ -97,20 +117,11 @@ class _Recorder:
         self.result = result
         self.best_so_far = -math.inf
 
-    def add(self, record: dict[str, Any], outcome: Mapping[str, Any], epochs_trained: int) -> dict[str, Any]:
-        metric = self.result.metric
-        self.result.total_epochs += epochs_trained
-        record.update(
-            {
-                metric: float(outcome[metric]),
-                "val_loss": float(outcome["val_loss"]) if "val_loss" in outcome else None,
-                "history": list(outcome.get("history", [])),
-                "epochs_trained": epochs_trained,
-                "cumulative_epochs": self.result.total_epochs,
-            }
-        )
-        if math.isfinite(record[metric]):
-            self.best_so_far = max(self.best_so_far, record[metric])
+    def add(self, record: TrialRecord) -> TrialRecord:
+        self.result.total_epochs += record.epochs_trained
+        value = record.metric(self.result.metric)
+        if value is not None:
+            self.best_so_far = max(self.best_so_far, value)
         self.result.trials.append(record)
         self.result.timeline.append((self.result.total_epochs, self.best_so_far))
         return record
@@ -129,45 +140,41 @@ def run_hyperband(
     """Run every bracket, most aggressive first, rung by rung; promoted trials resume from their checkpoint.
 
     Checkpoints go to ``workdir/bracket-<s>/rung-<i>/<trial_id>.pt``. ``warm_start=False`` retrains promoted
-    trials from scratch (what Katib's Hyperband does), for comparing the epoch cost.
+    trials from scratch (what Katib's Hyperband does), for comparing the epoch cost. Each rung ends with the
+    same :func:`~expforge.tune.promotion.promote` cut as the pipeline's ``select-top``, and the brackets' final
+    rungs are chained through its incumbent the same way.
     """
     workdir = Path(workdir)
     result = TuneResult(method="hyperband", metric=metric)
     recorder = _Recorder(result)
-    finals: list[dict[str, Any]] = []
+    incumbent: Incumbent | None = None
     for bracket in schedule.brackets:
-        items = sample_trials(space, bracket.configs, seed, bracket_salt(bracket.s), bracket_prefix(bracket.s))
-        checkpoints: dict[str, Path] = {}
+        loop_items = sample_trials(space, bracket.configs, seed, bracket_salt(bracket.s), bracket_prefix(bracket.s))
+        resume: dict[str, Path] = {}
         for rung in bracket.rungs:
-            records = []
-            rung_checkpoints: dict[str, Path] = {}
             final = rung.index == len(bracket.rungs) - 1
-            for item in items:
-                resume_from = checkpoints.get(item["trial_id"]) if warm_start else None
-                out = workdir / f"bracket-{bracket.s}" / f"rung-{rung.index}" / f"{item['trial_id']}.pt"
-                outcome = _run_trial(
-                    train_fn, item, epochs=rung.epochs, resume_from=resume_from, checkpoint_out=out, metric=metric
+            records = []
+            for loop_item in loop_items:
+                resume_from = resume.get(loop_item["trial_id"]) if warm_start else None
+                item = TrialItem.from_loop_item(
+                    loop_item,
+                    bracket=bracket.s,
+                    rung=rung.index,
+                    epochs=rung.epochs,
+                    max_epochs=schedule.max_resource,
+                    resume_from=None if resume_from is None else str(resume_from),
                 )
+                out = workdir / f"bracket-{bracket.s}" / f"rung-{rung.index}" / f"{item.trial_id}.pt"
                 trained = rung.epochs - rung.previous_epochs if resume_from is not None else rung.epochs
-                record = {
-                    "trial_id": item["trial_id"],
-                    "bracket": bracket.s,
-                    "rung": rung.index,
-                    "config": dict(item["config"]),
-                    "epochs": rung.epochs,
-                    "final": final,
-                    "resumed_from": str(resume_from) if resume_from is not None else None,
-                    "checkpoint": str(out),
-                }
-                records.append(recorder.add(record, outcome, trained))
-                rung_checkpoints[item["trial_id"]] = out
+                records.append(recorder.add(_run_trial(train_fn, item, out, trained, metric)))
+            checkpoints = [Checkpoint(uri=str(r.checkpoint), path=Path(str(r.checkpoint))) for r in records]
+            cut = promote(records, checkpoints, 1 if final else rung.keep, incumbent if final else None, metric)
             if final:
-                finals.extend(records)
+                incumbent = Incumbent(cut.best, cut.best_checkpoint)
                 break
-            kept = select_top(records, rung.keep, metric)
-            items = [{"trial_id": r["trial_id"], "config": r["config"]} for r in kept]
-            checkpoints = {r["trial_id"]: rung_checkpoints[r["trial_id"]] for r in kept}
-    result.best = best_trial(finals, metric)
+            loop_items, resume = cut.survivors(), cut.kept_checkpoints()
+    assert incumbent is not None  # a schedule has at least one bracket
+    result.best = incumbent.record
     return result
 
 
@@ -185,21 +192,12 @@ def run_random_search(
     workdir = Path(workdir)
     result = TuneResult(method="random-search", metric=metric)
     recorder = _Recorder(result)
-    for item in random_search_trials(space, budget_epochs, epochs_per_trial, seed):
-        out = workdir / "random-search" / f"{item['trial_id']}.pt"
-        outcome = _run_trial(
-            train_fn, item, epochs=epochs_per_trial, resume_from=None, checkpoint_out=out, metric=metric
+    for loop_item in random_search_trials(space, budget_epochs, epochs_per_trial, seed):
+        item = TrialItem.from_loop_item(
+            loop_item, bracket=None, rung=0, epochs=epochs_per_trial, max_epochs=epochs_per_trial
         )
-        record = {
-            "trial_id": item["trial_id"],
-            "bracket": None,
-            "rung": 0,
-            "config": dict(item["config"]),
-            "epochs": epochs_per_trial,
-            "final": True,
-            "resumed_from": None,
-            "checkpoint": str(out),
-        }
-        recorder.add(record, outcome, epochs_per_trial)
-    result.best = best_trial(result.trials, metric)
+        out = workdir / "random-search" / f"{item.trial_id}.pt"
+        recorder.add(_run_trial(train_fn, item, out, epochs_per_trial, metric))
+    checkpoints = [Checkpoint(uri=str(r.checkpoint), path=Path(str(r.checkpoint))) for r in result.trials]
+    result.best = promote(result.trials, checkpoints, 1, None, metric).best
     return result
