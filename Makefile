@@ -12,7 +12,7 @@ PIPELINES_OUT := $(BUILD)/pipelines
 # Base image for every component image. Users with a registry keep python:3.11-slim; machines that cannot
 # pull build an equivalent from Debian packages with `make base-image` (which then sets this for you).
 BASE_IMAGE ?=
-EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner,torch,text,gcp,drift,standins
+EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner,torch,text,gcp,drift,standins,ui
 # One list of font packages, shared with the render-font-digits image recipe.
 FONT_PACKAGES := $(shell grep -v '^\#' containers/render-font-digits/font-packages.txt)
 PYTEST_ARGS ?=
@@ -111,6 +111,11 @@ bench-text: venv ## Corpus preparation MB/s, train-lm tokens/s and bits per char
 .PHONY: bench-tracking
 bench-tracking: venv ## Tracking overhead per metric point (local SQLite and GCP stand-ins); JSON under bench/results/
 	$(PY) bench/bench_tracking.py --output bench/results/tracking.json $(BENCH_ARGS)
+
+UI_ARGS ?=
+.PHONY: ui
+ui: venv ## Serve the dashboard over runs/ at http://127.0.0.1:8765/ (UI_ARGS="--root DIR --port N --tracking gcp")
+	$(EXPFORGE) ui $(UI_ARGS)
 
 .PHONY: clean
 clean: ## Remove build outputs, runs and caches (keeps the venv)

@@ -215,6 +215,7 @@ CLI_MODULES: tuple[str, ...] = (
     "expforge.registry.cli",
     "expforge.cloud.cli",
     "expforge.tracking.cli",
+    "expforge.ui.cli",
 )
 
 

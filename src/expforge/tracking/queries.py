@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expforge.errors import ExpforgeError
-from expforge.tracking.base import RunFilter, RunRecord, Tracker
+from expforge.tracking.base import RunFilter, RunRecord, Tracker, parse_time
 
 
 def list_runs(tracker: Tracker, run_filter: RunFilter | None = None) -> list[RunRecord]:
@@ -123,3 +123,107 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+# -- the run search of the dashboard API and `runs list` -------------------------------------------------------
+
+SORT_FIELDS = ("started_at", "ended_at", "duration", "state", "pipeline", "experiment", "run_id")
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """A run search beyond :class:`RunFilter`: state, parameter equality, metric range, top-level only, sorting
+    and paging. Why separate: the filter is what backends may push down; sorting and paging happen over the
+    matching records, the same way for every backend.
+
+    ``sort`` is one of :data:`SORT_FIELDS` or the name of a metric (final value, else last epoch); runs without
+    that metric come last whatever the order. ``params`` compares a parameter's value as text, so ``epochs=3``
+    matches ``3`` and ``"3"``.
+    """
+
+    run_filter: RunFilter = RunFilter()
+    states: tuple[str, ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    metric: str | None = None
+    metric_min: float | None = None
+    metric_max: float | None = None
+    top_level: bool = False
+    sort: str = "started_at"
+    descending: bool = True
+    offset: int = 0
+    limit: int | None = 50
+
+    def __post_init__(self) -> None:
+        if self.offset < 0:
+            raise ExpforgeError(f"offset: {self.offset} is negative")
+        if self.limit is not None and self.limit < 1:
+            raise ExpforgeError(f"limit: {self.limit} is below 1")
+        if (self.metric_min is not None or self.metric_max is not None) and not self.metric:
+            raise ExpforgeError("metric: metric_min/metric_max need the metric they bound (metric=NAME)")
+
+    def matches(self, record: RunRecord) -> bool:
+        """Whether ``record`` passes the filter and every criterion of this query."""
+        if self.top_level and record.parent_run_id:
+            return False
+        if self.states and record.state not in self.states:
+            return False
+        for key, wanted in self.params:
+            if key not in record.params or _param_text(record.params[key]) != wanted:
+                return False
+        if self.metric and (self.metric_min is not None or self.metric_max is not None):
+            value = record.metric(self.metric)
+            if value is None or math.isnan(value):
+                return False
+            if self.metric_min is not None and value < self.metric_min:
+                return False
+            if self.metric_max is not None and value > self.metric_max:
+                return False
+        return self.run_filter.matches(record)
+
+    def sort_key(self, record: RunRecord) -> tuple[Any, ...]:
+        """Sort key for :attr:`sort`; a missing value sorts last in both directions (see :func:`search`)."""
+        if self.sort in SORT_FIELDS:
+            value: Any = duration_s(record) if self.sort == "duration" else getattr(record, self.sort)
+        else:
+            value = record.metric(self.sort)
+            if value is not None and math.isnan(value):
+                value = None
+        return (value is None, value if value is not None else 0)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One page of a search: ``total`` matching runs, of which ``runs`` start at ``offset``."""
+
+    total: int
+    offset: int
+    runs: list[RunRecord]
+
+
+def search(records: Sequence[RunRecord], query: RunQuery) -> SearchResult:
+    """Filter, sort and page ``records`` (ties keep the given order, i.e. newest first)."""
+    found = [r for r in records if query.matches(r)]
+    present = [r for r in found if not query.sort_key(r)[0]]
+    missing = [r for r in found if query.sort_key(r)[0]]
+    present.sort(key=lambda r: query.sort_key(r)[1], reverse=query.descending)
+    ordered = present + missing
+    end = None if query.limit is None else query.offset + query.limit
+    return SearchResult(len(ordered), query.offset, ordered[query.offset : end])
+
+
+def duration_s(record: RunRecord) -> float | None:
+    """Seconds from start to end (``None`` while running or when a time is unreadable)."""
+    if not record.ended_at:
+        return None
+    try:
+        return (parse_time(record.ended_at) - parse_time(record.started_at)).total_seconds()
+    except ExpforgeError:
+        return None
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
