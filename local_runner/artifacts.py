@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+
+from expforge.local_runner import safefs
 
 _CHUNK = 1 << 20
 
@@ -93,39 +95,32 @@ class LocalStorage:
 def content_digest(path: Path | None) -> str:
     """SHA-256 over a file's bytes, or over a directory's relative paths and file bytes (sorted).
 
-    A missing path has a fixed digest ("absent"): a component may legitimately not write an output.
+    A missing path has a fixed digest ("absent"): a component may legitimately not write an output. Symlinks
+    are hashed by their text and never followed, and files are opened with ``O_NOFOLLOW``: a task's output may
+    hold a link to a host file, which a root runner must not read.
     """
     if path is None:
         return "remote"
-    if not path.exists():
+    try:
+        top = os.lstat(path)
+    except FileNotFoundError:
         return "absent"
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
+    if stat.S_ISDIR(top.st_mode):
+        entries = [(p, info) for p, info in safefs.walk(path) if not stat.S_ISDIR(info.st_mode)]
+    else:
+        entries = [(path, top)]
+    for file, info in entries:
         digest.update(str(file.relative_to(path)).encode() if file != path else b"<file>")
         digest.update(b"\0")
-        with file.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        if stat.S_ISLNK(info.st_mode):
+            digest.update(b"<symlink>" + os.fsencode(os.readlink(file)))
+        elif stat.S_ISREG(info.st_mode):
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+        else:
+            digest.update(b"<special>")
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Materialize ``source`` at ``target``: hard links where possible (cheap, same filesystem), else copies.
-
-    Hard-linked files share bytes with the cached run; tasks never modify their *inputs*, so sharing is safe
-    as long as components keep to KFP's contract (write only to outputs).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, copy_function=_link_file, dirs_exist_ok=True)
-    else:
-        _link_file(source, target)
-
-
-def _link_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

@@ -12,19 +12,27 @@ parameter (a silent failure is still a failure). A failed attempt is retried per
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
-from expforge.local_runner import values
-from expforge.local_runner.artifacts import RuntimeArtifact, content_digest, link_or_copy
+from expforge.local_runner import safefs, values
+from expforge.local_runner.artifacts import RuntimeArtifact, content_digest
 from expforge.local_runner.backends import Launch, LaunchResult
 from expforge.local_runner.cache import CacheEntry, cache_key, component_fingerprint
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.placeholders import CommandResolver, PlaceholderError, build_executor_input
 from expforge.local_runner.record import TaskState, now_iso
-from expforge.local_runner.resources import ResourceRequest, UnresolvedResource, resource_request
+from expforge.local_runner.resources import (
+    ResourceRequest,
+    UnresolvedResource,
+    exceeds_host,
+    resource_request,
+    thread_env,
+)
 from expforge.local_runner.spec import ComponentSpec, ContainerSpec, TaskSpec
 
 LOG_NAME = "log.txt"
@@ -51,23 +59,22 @@ def retry_delays(task: TaskSpec) -> list[float]:
 
 def _last_log_line(log_path: Path) -> str | None:
     try:
-        with log_path.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - 4096))
-            tail = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+        tail = safefs.read_tail(log_path, 4096).decode("utf-8", errors="replace")
+    except OSError:  # includes a log the task swapped for a symlink: never read through it
         return None
     lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("=== attempt")]
     return lines[-1][:300] if lines else None
 
 
-def _thread_hint(resources: ResourceRequest) -> dict[str, str]:
-    """``OMP_NUM_THREADS`` matching a CPU limit: a CPU quota does not shrink the cores a process sees, and
-    numerical libraries that start one thread per visible core run far slower under a quota."""
-    if resources.cpu_limit is None:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, int(resources.cpu_limit)))}
+def append_log(log_path: Path, text: str) -> None:
+    """Append a runner line to a task's log; a log the task replaced by a symlink is removed, not followed."""
+    try:
+        fd = safefs.open_append(log_path)
+    except safefs.UnsafePath:
+        log_path.unlink()
+        fd = safefs.open_append(log_path)
+    with os.fdopen(fd, "a", encoding="utf-8") as log:
+        log.write(text)
 
 
 class ContainerTask:
@@ -109,7 +116,7 @@ class ContainerTask:
         """Empty the task directory (except the log) so an attempt never sees a previous attempt's outputs."""
         self.task_dir.mkdir(parents=True, exist_ok=True)
         for entry in self.task_dir.iterdir():
-            if entry.name in _KEEP:
+            if entry.name in _KEEP and entry.is_file() and not entry.is_symlink():
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -135,6 +142,9 @@ class ContainerTask:
                     f"requests {request.describe()} but this host has {self.ctx.gpu_count} GPU(s); "
                     "pass --allow-cpu-fallback to run without it"
                 )
+        too_big = exceeds_host(request, self.ctx.slots.capacity)
+        if too_big:
+            raise ValueError(f"requests {too_big}")
         if request.has_limits and not self.ctx.backend.enforces_limits:
             self.ctx.warn(
                 f"{self.task_name}: resource limits ({request.describe()}) are not enforced by the "
@@ -157,11 +167,15 @@ class ContainerTask:
         definitions = self.component.output_definitions
         reported: dict[str, Any] = {}
         output_file = self.task_dir / EXECUTOR_OUTPUT
-        if output_file.exists():
+        if os.path.lexists(output_file):
             try:
-                reported = json.loads(output_file.read_text(encoding="utf-8") or "{}")
+                reported = json.loads(safefs.read_text(output_file) or "{}")
+            except safefs.UnsafePath as exc:
+                raise OutputError(f"{EXECUTOR_OUTPUT}: {exc.strerror}") from None
             except (OSError, ValueError) as exc:
                 raise OutputError(f"{EXECUTOR_OUTPUT} is not valid JSON ({exc})") from None
+            if not isinstance(reported, dict):
+                raise OutputError(f"{EXECUTOR_OUTPUT} is not a JSON object")
         reported_parameters = reported.get("parameterValues") or {}
         parameters: dict[str, Any] = {}
         for name, spec in definitions.parameters.items():
@@ -169,9 +183,14 @@ class ContainerTask:
                 raw = reported_parameters[name]
             else:
                 path = self.task_dir / PARAMETERS_DIR / name
-                if not path.is_file():
-                    raise OutputError(f"output parameter {name!r} was not written")
-                text = path.read_text(encoding="utf-8")
+                try:
+                    text = safefs.read_text(path, anchor=self.task_dir)
+                except FileNotFoundError:
+                    raise OutputError(f"output parameter {name!r} was not written") from None
+                except safefs.UnsafePath as exc:
+                    raise OutputError(f"output parameter {name!r}: {exc.strerror}") from None
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise OutputError(f"output parameter {name!r} cannot be read ({exc})") from None
                 try:
                     raw = values.parse_text(text, spec.parameter_type)
                 except ValueError as exc:
@@ -192,13 +211,35 @@ class ContainerTask:
             artifacts[name] = [
                 RuntimeArtifact.of_type(
                     item.get("name") or name,
-                    item.get("uri") or defaults[name][0].uri,
+                    self._contained_uri(name, item.get("uri") or defaults[name][0].uri),
                     spec.artifact_type,
                     metadata=dict(item.get("metadata") or {}),
                 )
                 for item in items
             ]
+        for name, items in artifacts.items():
+            for artifact in items:
+                self._contained_uri(name, artifact.uri)
         return parameters, self._with_digests(artifacts)
+
+    def _contained_uri(self, name: str, uri: Any) -> str:
+        """A reported artifact URI, checked to lie inside this task's directory: a task must not point the
+        runner (which hashes, stores and mounts artifacts, possibly as root) at a host path or another task's
+        outputs. Remote URIs (``gs://...``) are not local paths and pass unchanged."""
+        if not isinstance(uri, str) or not uri:
+            raise OutputError(f"output artifact {name!r}: {EXECUTOR_OUTPUT} gives no URI")
+        local = self.ctx.storage.local_path(uri)
+        if local is None:
+            return uri
+        task_dir = os.path.realpath(self.task_dir)
+        resolved = os.path.realpath(os.path.join(task_dir, local))
+        inside = os.path.commonpath([task_dir, resolved]) == task_dir and resolved != task_dir
+        if not local.is_absolute() or not inside or os.path.normpath(local) != str(local):
+            raise OutputError(
+                f"output artifact {name!r}: URI {uri[:200]!r} lies outside the task's output directory "
+                f"{self.task_dir}; refused"
+            )
+        return uri
 
     def _with_digests(self, artifacts: dict[str, list[RuntimeArtifact]]) -> dict[str, list[RuntimeArtifact]]:
         return {
@@ -225,7 +266,8 @@ class ContainerTask:
         return cache_key(component_fingerprint(self.component, self.container), environment, parameters, artifacts)
 
     def _materialize(self, entry: CacheEntry) -> dict[str, list[RuntimeArtifact]]:
-        """Copy (hard-link) a cache entry's artifacts into this task's directory and point URIs there."""
+        """Copy a cache entry's (verified) artifacts into this task's directory and point URIs there: the copy
+        is the run's own, readable by every task user (files 0644, directories 0755)."""
         self._reset_outputs()
         artifacts: dict[str, list[RuntimeArtifact]] = {}
         for name, items in entry.artifacts.items():
@@ -236,12 +278,11 @@ class ContainerTask:
                     placed.append(artifact)
                     continue
                 target_uri = self.ctx.storage.artifact_uri(self.task_dir, name if index == 0 else f"{name}-{index}")
-                if source.exists():
-                    link_or_copy(source, Path(target_uri))
+                if os.path.lexists(source):
+                    safefs.copy_tree(source, Path(target_uri))
                 placed.append(artifact.with_uri(target_uri))
             artifacts[name] = placed
-        with self.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"=== cached {now_iso()}: outputs of task {entry.task} in run {entry.run_id} ===\n")
+        append_log(self.log_path, f"=== cached {now_iso()}: outputs of task {entry.task} in run {entry.run_id} ===\n")
         return artifacts
 
     # --- the task -------------------------------------------------------------------------------------------
@@ -262,7 +303,9 @@ class ContainerTask:
         )
         key = self._cache_key(parameters, artifacts)
         if key is not None:
-            entry = self.ctx.cache.lookup(key)  # type: ignore[union-attr]
+            entry, problem = self.ctx.cache.lookup(key)  # type: ignore[union-attr]
+            if problem:
+                self.ctx.warn(f"{self.key}: {problem}")
             if entry is not None:
                 placed = self._materialize(entry)
                 return self._succeeded(entry.parameters, placed, started, attempts=0, key=key, cached_from=entry)
@@ -311,7 +354,9 @@ class ContainerTask:
         executor_input = build_executor_input(
             parameters, artifacts, output_artifacts, parameter_files, str(self.task_dir / EXECUTOR_OUTPUT)
         )
-        (self.task_dir / EXECUTOR_INPUT).write_text(json.dumps(executor_input, indent=2), encoding="utf-8")
+        fd = safefs.open_nofollow(self.task_dir / EXECUTOR_INPUT, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(executor_input, indent=2))
         resolver = CommandResolver(executor_input, self.ctx.job(self.task_name), self.ctx.storage)
         command = resolver.resolve(list(self.container.command))
         args = resolver.resolve(list(self.container.args))
@@ -323,7 +368,7 @@ class ContainerTask:
             env={
                 **self.ctx.task_env,
                 "EXPFORGE_TASK_KEY": self.key,
-                **_thread_hint(resources),
+                **thread_env(resources),
                 **{env.name: env.value for env in self.container.env},
             },
             task_dir=self.task_dir,
@@ -333,24 +378,26 @@ class ContainerTask:
             extra_read_paths=self._extra_read_paths(artifacts) + self.ctx.read_paths,
             shared_dirs=self.ctx.shared_dirs,
         )
-        with self.log_path.open("a", encoding="utf-8") as log:
-            where = f"{self.ctx.backend.name}: {launch.image}"
-            log.write(f"=== attempt {attempt}/{max_attempts} {now_iso()} ({where}) ===\n")
-        with self.ctx.slots:
+        where = f"{self.ctx.backend.name}: {launch.image}"
+        append_log(self.log_path, f"=== attempt {attempt}/{max_attempts} {now_iso()} ({where}) ===\n")
+        with self.ctx.slots.admit(self.key, resources):
             if self.ctx.cancel.is_set():
                 return None, "cancelled"
             self.ctx.record.update(self.key, state=TaskState.RUNNING, attempts=attempt)
             self.ctx.progress.task_started(self.key, attempt)
             result: LaunchResult = self.ctx.backend.run(launch)
         self._runtime_s += result.runtime_s
+        if os.path.lexists(self.log_path) and not stat.S_ISREG(os.lstat(self.log_path).st_mode):
+            # The task swapped its log for a link (perhaps to a host file): remove it, so neither the runner nor
+            # someone reading the log later follows it.
+            append_log(self.log_path, f"expforge: the task replaced {LOG_NAME} by a link; removed\n")
         self.ctx.record.update(self.key, runtime_s=round(self._runtime_s, 3))
         if not result.succeeded:
             return None, result.describe()
         try:
             return self._collect_outputs(), ""
         except OutputError as exc:
-            with self.log_path.open("a", encoding="utf-8") as log:
-                log.write(f"expforge: {exc}\n")
+            append_log(self.log_path, f"expforge: {exc}\n")
             return None, str(exc)
 
     def _succeeded(
@@ -364,7 +411,11 @@ class ContainerTask:
         cached_from: CacheEntry | None = None,
     ) -> Outcome:
         if key is not None and cached_from is None:
-            self.ctx.cache.store(CacheEntry(key, self.ctx.run_id, self.key, parameters, artifacts))  # type: ignore[union-attr]
+            entry = CacheEntry(key, self.ctx.run_id, self.key, parameters, artifacts)
+            try:
+                self.ctx.cache.store(entry, self.ctx.run_dir)  # type: ignore[union-attr]
+            except OSError as exc:  # e.g. a full disk: the task still succeeded, it is just not cached
+                self.ctx.warn(f"{self.key}: outputs not cached ({exc.strerror or exc})")
         self.ctx.record.update(
             self.key,
             parameters=parameters,

@@ -9,9 +9,15 @@ without ever loosening the image:
 
 * host user is not root → the container runs as the *host* uid:gid (``HOME=/tmp``, since that uid may have no
   home in the image); files it writes belong to the user who started the run, and nothing needs chmod;
-* host user is root → the image's own user is kept (tasks must not gain root just because the runner has it);
-  the runner makes the task's *own* output directories world-writable for the attempt and restores 0755
-  afterwards. Everything else under the run directory stays read-only to the container user.
+* host user is root → the image's own user is kept (tasks must not gain root just because the runner has it),
+  resolved to a numeric uid:gid from the image's ``/etc/passwd``; the runner hands the task's *own* directory
+  to that uid for the attempt and takes it back afterwards (through descriptors: nothing the task left there,
+  such as a symlink, is ever followed). The tracking and registry directories are owned by that uid (0755,
+  never world-writable).
+
+Isolation: the run directory is mounted read-only and only the task's own directory read-write on top of it,
+so a task cannot touch another task's outputs; containers run with ``no-new-privileges``, every capability
+dropped and a pids limit (``EXPFORGE_DOCKER_PIDS_LIMIT``, default 4096).
 
 Network: containers share the host's network (``network_mode="host"``) unless ``EXPFORGE_DOCKER_NETWORK``
 names another mode (``bridge``, ``none``). Tasks keep network access as on Vertex; services a run depends on that
@@ -30,19 +36,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.local_runner import safefs
 from expforge.local_runner.backends import Launch, LaunchResult, signal_reason
 
 _PING_TIMEOUT_S = 5
 NETWORK_ENV = "EXPFORGE_DOCKER_NETWORK"
 DEFAULT_NETWORK = "host"
-_WRITABLE_MODE = 0o777
 _NORMAL_MODE = 0o755
+PIDS_LIMIT_ENV = "EXPFORGE_DOCKER_PIDS_LIMIT"
+DEFAULT_PIDS_LIMIT = 4096
+_FALLBACK_TASK_USER = (1000, 1000)  # the uid of the user every expforge image runs as
 
 
 def docker_client(pool_size: int = 10) -> tuple[Any | None, str | None]:
@@ -77,16 +87,43 @@ def _parse_docker_time(text: str) -> dt.datetime | None:
         return None
 
 
-def _share_with_image_user(path: Path) -> None:
-    """Make a shared directory (and the files in it, e.g. a SQLite database and its WAL) writable by the image's
-    own user: a root runner starts containers as that user, not as root."""
+def _share_with_task_user(path: Path, owner: tuple[int, int] | None) -> None:
+    """Hand a shared directory (and what is in it, e.g. a SQLite database and its WAL) to the task's uid: a root
+    runner starts containers as the image's user, not as root. Directories 0755, files 0644 (never 0777/0666);
+    symlinks are neither followed nor changed."""
     path.mkdir(parents=True, exist_ok=True)
-    if os.getuid() != 0:
+    if os.getuid() != 0 or owner is None:
         return
-    path.chmod(0o777)
-    for child in path.iterdir():
-        if child.is_file():
-            child.chmod(0o666)
+    safefs.set_tree_owner_and_modes(path, owner[0], owner[1], _NORMAL_MODE, files=True)
+    for child, info in safefs.walk(path):
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o022:
+            with contextlib.suppress(OSError):
+                fd = safefs.open_nofollow(child, os.O_RDONLY)
+                try:
+                    os.fchmod(fd, info.st_mode & 0o755)
+                finally:
+                    os.close(fd)
+
+
+def pids_limit() -> int:
+    """Most processes one container may hold (a fork bomb stops there, not at the host's limit)."""
+    text = os.environ.get(PIDS_LIMIT_ENV) or str(DEFAULT_PIDS_LIMIT)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 16:
+        raise ExpforgeError(f"{PIDS_LIMIT_ENV}: expected a whole number of at least 16, got {text!r}")
+    return value
+
+
+def _passwd_entry(text: str, user: str) -> tuple[int, int] | None:
+    """``(uid, gid)`` of ``user`` in an ``/etc/passwd`` text."""
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == user and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3])
+    return None
 
 
 class DockerBackend:
@@ -104,6 +141,8 @@ class DockerBackend:
         self._cancelled = False
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="expforge-docker-rm")
         self._removals: list[Future[None]] = []
+        self._task_users: dict[str, tuple[int, int]] = {}
+        self.pids_limit = pids_limit()
 
     # --- preflight ------------------------------------------------------------------------------------------
 
@@ -130,23 +169,64 @@ class DockerBackend:
 
     # --- one attempt ----------------------------------------------------------------------------------------
 
+    def image_user(self, image: str) -> tuple[int, int]:
+        """The numeric uid:gid the image runs as (its ``User``, a name looked up in the image's own
+        ``/etc/passwd``); ``(0, 0)`` for an image that runs as root."""
+        if image in self._task_users:
+            return self._task_users[image]
+        user = (self.client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+        name, _, group = user.partition(":")
+        if name in ("", "root", "0"):
+            resolved = (0, int(group) if group.isdigit() else 0)
+        elif name.isdigit():
+            resolved = (int(name), int(group) if group.isdigit() else int(name))
+        else:
+            found = self._lookup_passwd(image, name)
+            resolved = found or _FALLBACK_TASK_USER
+            if group.isdigit():
+                resolved = (resolved[0], int(group))
+        self._task_users[image] = resolved
+        return resolved
+
+    def _lookup_passwd(self, image: str, name: str) -> tuple[int, int] | None:
+        """Read ``/etc/passwd`` out of a created (never started) container of ``image``."""
+        import io
+        import tarfile
+
+        from docker.errors import DockerException
+
+        container = None
+        try:
+            container = self.client.containers.create(image, command=["true"], entrypoint=[], network_mode="none")
+            stream, _ = container.get_archive("/etc/passwd")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.extractfile(archive.getmembers()[0])
+                text = member.read().decode("utf-8", errors="replace") if member else ""
+            return _passwd_entry(text, name)
+        except (DockerException, tarfile.TarError, IndexError, OSError):
+            return None
+        finally:
+            if container is not None:
+                with contextlib.suppress(DockerException):
+                    container.remove(force=True)
+
     def _user_and_env(self, launch: Launch) -> tuple[str | None, dict[str, str]]:
         env = dict(launch.env)
         uid = os.getuid()
         if uid == 0:
-            return None, env
+            task_uid, task_gid = self.image_user(launch.image)
+            return (f"{task_uid}:{task_gid}" if task_uid else None), env
         env.setdefault("HOME", "/tmp")
         return f"{uid}:{os.getgid()}", env
 
-    @staticmethod
-    def _output_dirs(launch: Launch) -> list[Path]:
-        return [launch.task_dir, *(p for p in launch.task_dir.rglob("*") if p.is_dir())]
-
-    def _volumes(self, launch: Launch) -> dict[str, dict[str, str]]:
+    def _volumes(self, launch: Launch, owner: tuple[int, int] | None) -> dict[str, dict[str, str]]:
         run_dir = str(launch.run_dir.resolve())
-        volumes = {run_dir: {"bind": run_dir, "mode": "rw"}}
+        task_dir = str(launch.task_dir.resolve())
+        # The run read-only, the task's own directory read-write on top of it: other tasks' outputs (and the
+        # runner's run.json) cannot be changed by this task.
+        volumes = {run_dir: {"bind": run_dir, "mode": "ro"}, task_dir: {"bind": task_dir, "mode": "rw"}}
         for path in launch.shared_dirs:
-            _share_with_image_user(path)
+            _share_with_task_user(path, owner)
             volumes[str(path.resolve())] = {"bind": str(path.resolve()), "mode": "rw"}
         for path in launch.extra_read_paths:
             resolved = str(path.resolve())
@@ -166,13 +246,15 @@ class DockerBackend:
         from docker.errors import APIError, DockerException
 
         user, env = self._user_and_env(launch)
-        loosened = self._output_dirs(launch) if user is None else []
-        for directory in loosened:
-            directory.chmod(_WRITABLE_MODE)
+        # A root runner hands the task's directory to the (non-root) task user for the attempt only.
+        owner = self.image_user(launch.image) if os.getuid() == 0 else None
+        handed = owner is not None and owner[0] != 0
+        if handed:
+            safefs.set_tree_owner_and_modes(launch.task_dir, owner[0], owner[1], _NORMAL_MODE)  # type: ignore[index]
         resources = launch.resources
         container = None
         try:
-            with launch.log_path.open("ab") as log:
+            with os.fdopen(safefs.open_append(launch.log_path), "ab") as log:
                 try:
                     container = self.client.containers.create(
                         launch.image,
@@ -180,11 +262,14 @@ class DockerBackend:
                         command=launch.args or None,
                         environment=env,
                         user=user,
-                        volumes=self._volumes(launch),
+                        volumes=self._volumes(launch, owner),
                         nano_cpus=int(resources.cpu_limit * 1e9) if resources.cpu_limit else None,
                         mem_limit=resources.memory_limit,
                         device_requests=self._device_requests(launch),
                         network_mode=self.network_mode,
+                        security_opt=["no-new-privileges"],
+                        cap_drop=["ALL"],
+                        pids_limit=self.pids_limit,
                         labels={"expforge.task": launch.task_key, "expforge.run-dir": str(launch.run_dir)},
                         detach=True,
                     )
@@ -208,9 +293,10 @@ class DockerBackend:
             exit_code = int(status.get("StatusCode", -1))
             return LaunchResult(exit_code, *self._runtime_and_reason(container, exit_code))
         finally:
-            for directory in loosened:
-                if directory.exists():
-                    directory.chmod(_NORMAL_MODE)
+            if handed:
+                # The container has exited, so nothing of the task runs any more: take every real directory
+                # back (0755, readable by downstream tasks), without following anything the task left behind.
+                safefs.set_tree_owner_and_modes(launch.task_dir, 0, 0, _NORMAL_MODE)
             if container is not None:
                 with self._lock:
                     self._running.pop(container.id, None)
