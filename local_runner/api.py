@@ -23,7 +23,16 @@ from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.progress import ProgressReporter
 from expforge.local_runner.record import RunRecord, TaskState, now_iso
-from expforge.local_runner.resources import ResourceRequest, UnresolvedResource, host_gpu_count, resource_request
+from expforge.local_runner.resources import (
+    Admission,
+    ResourceRequest,
+    UnresolvedResource,
+    check_requests_fit,
+    default_max_parallel,
+    host_capacity,
+    host_gpu_count,
+    resource_request,
+)
 from expforge.local_runner.scheduler import Scheduler, Scope
 from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
 from expforge.local_runner.tracking import PipelineRunTracker
@@ -187,11 +196,14 @@ def run_pipeline(
     parameters, artifact_inputs = resolve_pipeline_inputs(spec.root, dict(params or {}))
     if max_parallel is not None and max_parallel < 1:
         raise ExpforgeError(f"--max-parallel must be at least 1, got {max_parallel}")
-    slots = max_parallel or default_parallelism()
     containers = [e.container for e in spec.deployment.executors.values() if e.HasField("container")]
     wants_gpu = any(c.HasField("resources") and c.resources.HasField("accelerator") for c in containers)
     gpu_count = host_gpu_count() if wants_gpu else 0
     _check_accelerators(spec, gpu_count, allow_cpu_fallback)
+    capacity = host_capacity(gpu_count)
+    executors = {k: e.container for k, e in spec.deployment.executors.items() if e.HasField("container")}
+    check_requests_fit(executors, parameters, capacity)
+    slots = max_parallel or default_max_parallel(capacity)
     root_artifacts = _root_artifacts(spec, artifact_inputs)
     root_dir = Path(root).expanduser().absolute()
     run_id = run_id or _new_run_id(spec.name)
@@ -212,6 +224,7 @@ def run_pipeline(
             "pipeline_file": str(Path(spec_path).absolute()),
             "backend": runner.name,
             "max_parallel": slots,
+            "host": {"cpus": capacity.cpus, "memory": capacity.memory, "gpus": capacity.gpus},
             "cache": use_cache,
             "parameters": parameters,
             "started": now_iso(),
@@ -225,7 +238,7 @@ def run_pipeline(
             cache=TaskCache(root_dir / CACHE_DIR_NAME) if use_cache else None,
             record=RunRecord(run_dir / "run.json", header),
             progress=progress or ProgressReporter(),
-            slots=threading.BoundedSemaphore(slots),
+            slots=Admission(slots, capacity),
             create_time_utc=now_iso(),
             gpu_count=gpu_count,
             allow_cpu_fallback=allow_cpu_fallback,

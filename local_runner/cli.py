@@ -27,7 +27,11 @@ def run(
     backend: str = typer.Option("auto", "--backend", "-b", help=_BACKEND_HELP),
     root: Path = typer.Option(Path("runs"), "--root", help="Directory for run directories and the task cache."),
     max_parallel: int | None = typer.Option(
-        None, "--max-parallel", min=1, help="Most tasks executing at once (default: number of cores)."
+        None,
+        "--max-parallel",
+        min=1,
+        help="Most tasks executing at once (default: 4 per core). Tasks are admitted by their CPU and memory "
+        "requests (unset: 0.5 CPU, 512 MiB) against the host's cores and memory.",
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the task cache."),
     tracking: str = typer.Option(

@@ -14,6 +14,7 @@ from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.placeholders import JobContext
 from expforge.local_runner.progress import ProgressReporter
 from expforge.local_runner.record import RunRecord, TaskState
+from expforge.local_runner.resources import Admission
 from expforge.local_runner.spec import PipelineSpecFile
 
 
@@ -34,7 +35,7 @@ class Outcome:
 
 @dataclass
 class RunContext:
-    """Everything a task needs besides its own inputs. ``slots`` bounds concurrently executing attempts."""
+    """Everything a task needs besides its own inputs. ``slots`` admits executing attempts by their resources."""
 
     spec: PipelineSpecFile
     run_id: str
@@ -44,7 +45,7 @@ class RunContext:
     cache: TaskCache | None
     record: RunRecord
     progress: ProgressReporter
-    slots: threading.Semaphore
+    slots: Admission
     create_time_utc: str
     gpu_count: int
     allow_cpu_fallback: bool

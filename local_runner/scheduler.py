@@ -2,9 +2,11 @@
 
 Concurrency model. Every DAG (the pipeline, a nested pipeline, a control-flow group, one loop iteration) is
 coordinated by one thread that starts each child as soon as everything it depends on has finished; children
-run in their own threads and report back through a queue. Only *executing attempts* are bounded — by one
-semaphore of ``max_parallel`` slots — and a slot is held while a container/process runs, never while waiting
-on other tasks or sleeping between retries. Waiting coordinators hold no slots, so nesting cannot deadlock.
+run in their own threads and report back through a queue. Only *executing attempts* are bounded — by the
+run's :class:`~expforge.local_runner.resources.Admission`, which admits an attempt when its CPU, memory and GPU
+requests fit in what the host has left (first come, first served; at most ``max_parallel`` at once) — and a
+share is held while a container/process runs, never while waiting on other tasks or sleeping between retries.
+Waiting coordinators hold nothing, so nesting cannot deadlock.
 ``ParallelFor`` runs its iterations through a pool sized by the loop's ``parallelism`` (when set).
 
 Semantics implemented here:
