@@ -24,7 +24,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("evaluate")
     dataset = root / "mnist"
     bootstrap_mnist(600, dataset, source="bundled", seed=1)
-    model = train_sklearn([dataset], dataset, root / "model.joblib", epochs=4).model_path
+    model = train_sklearn([dataset], dataset, root / "model.skops", epochs=4).model_path
     return model, dataset
 
 
@@ -72,14 +72,16 @@ def test_bad_inputs_fail_and_leave_existing_output_untouched(trained: tuple[Path
 
     with pytest.raises(ExpforgeError, match="--split: unknown split 'dev'"):
         evaluate_model(model, dataset, split="dev", output=output)
+    with pytest.raises(ExpforgeError, match="already exists and is not empty; pass --overwrite"):
+        evaluate_model(model, dataset, output=output)
     corrupt = tmp_path / "corrupt.joblib"
     corrupt.write_bytes(b"not a model")
-    with pytest.raises(ExpforgeError, match="not an expforge sklearn model"):
-        evaluate_model(corrupt, dataset, output=output)
+    with pytest.raises(ExpforgeError, match="not an expforge model"):
+        evaluate_model(corrupt, dataset, output=output, overwrite=True)
     bad = tmp_path / "bad"
     write_dataset(bad, [(np.zeros((28, 28), dtype=np.uint8), 12, "test", {})])
     with pytest.raises(ExpforgeError, match="has label 12; expected 0–9"):
-        evaluate_model(model, bad, output=output)
+        evaluate_model(model, bad, output=output, overwrite=True)
 
     assert [p.name for p in output.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "corrupt.joblib", "eval"]  # no staging left

@@ -10,6 +10,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import skops.io
 
 from expforge.data.manifest import load_arrays, write_dataset
 from expforge.data.mnist import bootstrap_mnist
@@ -132,11 +133,13 @@ def test_bad_data_fails_and_keeps_the_previous_model_untouched(tmp_path: Path) -
     model_out = tmp_path / "models" / "m.joblib"
     train_sklearn([good], good, model_out, epochs=1)
     before = model_out.read_bytes()
+    with pytest.raises(ExpforgeError, match="file already exists; pass --overwrite"):
+        train_sklearn([good], good, model_out, epochs=1)
     with pytest.raises(ExpforgeError, match="has label 12; expected 0–9"):
-        train_sklearn([bad], good, model_out, epochs=1)
+        train_sklearn([bad], good, model_out, epochs=1, overwrite=True)
     no_val = squares(tmp_path, "no_val", list(range(10)), splits=("train",))
     with pytest.raises(ExpforgeError, match=r"no rows in split\(s\) val"):
-        train_sklearn([good], no_val, model_out, epochs=1)
+        train_sklearn([good], no_val, model_out, epochs=1, overwrite=True)
     assert model_out.read_bytes() == before
     assert [p.name for p in model_out.parent.iterdir()] == ["m.joblib"]  # no temporary files left
 
@@ -146,14 +149,22 @@ def test_load_model_rejects_files_that_are_not_expforge_models(tmp_path: Path) -
         load_model(tmp_path / "missing.joblib")
     corrupt = tmp_path / "corrupt.joblib"
     corrupt.write_bytes(b"\x80\x04this is not a pickle")
-    with pytest.raises(ExpforgeError, match=r"corrupt\.joblib: not an expforge sklearn model \(unreadable"):
+    with pytest.raises(ExpforgeError, match=r"corrupt\.joblib: a pickle/joblib file, refused unread"):
         load_model(corrupt)
-    other = tmp_path / "other.joblib"
-    joblib.dump({"weights": [1, 2, 3]}, other)
+    old = tmp_path / "old.joblib"
+    joblib.dump({"weights": [1, 2, 3]}, old)
+    with pytest.raises(ExpforgeError, match=r"refused unread .* expforge convert-model .* --trust-pickle"):
+        load_model(old)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ExpforgeError, match=r"notes\.txt: not an expforge model \(expected a skops model"):
+        load_model(text)
+    other = tmp_path / "other.skops"
+    skops.io.dump({"weights": [1, 2, 3]}, other)
     with pytest.raises(ExpforgeError, match="not an expforge sklearn model"):
         load_model(other)
-    future = tmp_path / "future.joblib"
-    joblib.dump({"format": MODEL_FORMAT, "format_version": 99}, future)
+    future = tmp_path / "future.skops"
+    skops.io.dump({"format": MODEL_FORMAT, "format_version": 99}, future)
     with pytest.raises(ExpforgeError, match="model format version 99"):
         load_model(future)
 

@@ -6,7 +6,6 @@ Bad input (:class:`~expforge.errors.ExpforgeError`) prints one line and exits wi
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from expforge.errors import ExpforgeError
+from expforge.cli_errors import one_line_errors
 from expforge.local_runner.cli import run as run_pipeline_command
 
 app = typer.Typer(
@@ -30,25 +29,11 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _one_line_errors(func: F) -> F:
-    """Print an ExpforgeError as ``expforge: error: ...`` and exit 2 (bad usage), never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ExpforgeError as exc:
-            typer.echo(f"expforge: error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def command(name: str) -> Callable[[F], F]:
     """Register a CLI command with one-line error reporting."""
 
     def decorate(func: F) -> F:
-        app.command(name)(_one_line_errors(func))
+        app.command(name)(one_line_errors(func))
         return func
 
     return decorate
@@ -74,13 +59,21 @@ def bootstrap_mnist(
     base_url: str | None = typer.Option(None, "--base-url", help="Base URL of the MNIST IDX files."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Fraction of each class put in val."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Fraction of each class put in test."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (never an input)."),
 ) -> None:
     """Load real MNIST digits into the dataset layout with a deterministic stratified split."""
     from expforge.data import mnist
 
     extra: dict[str, Any] = {"base_url": base_url} if base_url else {}
     summary = mnist.bootstrap_mnist(
-        limit, output, source=source, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, **extra
+        limit,
+        output,
+        source=source,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        overwrite=overwrite,
+        **extra,
     )
     _print_json(summary)
 
@@ -93,11 +86,14 @@ def generate_font_digits(
     seed: int = typer.Option(0, "--seed", help="Seed of the augmentations."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Fraction of rows put in split val."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (never an input)."),
 ) -> None:
     """Render synthetic 28×28 MNIST-format digits from system fonts with seeded augmentations."""
     from expforge.data.fonts import generate_font_digits as generate
 
-    summary = generate(count, output, fonts=fonts or None, seed=seed, workers=workers, val_fraction=val_fraction)
+    summary = generate(
+        count, output, fonts=fonts or None, seed=seed, workers=workers, val_fraction=val_fraction, overwrite=overwrite
+    )
     _print_json(summary)
 
 
@@ -105,12 +101,13 @@ def generate_font_digits(
 def train_sklearn(
     train: list[Path] = typer.Option(..., "--train", help="Training dataset(s), in curriculum order."),
     val: Path = typer.Option(..., "--val", help="Dataset whose val split validates each epoch."),
-    model_out: Path = typer.Option(Path("runs/model.joblib"), "--model-out", help="Where to save the model."),
+    model_out: Path = typer.Option(Path("runs/model.skops"), "--model-out", help="Where to save the model (skops)."),
     model: str = typer.Option("logreg", "--model", help="logreg|svm|perceptron"),
     epochs: int = typer.Option(10, "--epochs", help="Epochs (per dataset with --schedule sequential)."),
     train_fraction: list[float] = typer.Option([], "--train-fraction", help="Per --train: fraction of its rows."),
     schedule: str = typer.Option("mixed", "--schedule", help="mixed (shuffle all) | sequential (in order)."),
     seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --model-out file."),
 ) -> None:
     """Multi-epoch SGD (partial_fit) with train/val loss per epoch."""
     from expforge.train.sklearn_trainer import train_sklearn as train_model
@@ -124,6 +121,7 @@ def train_sklearn(
         seed=seed,
         train_fractions=train_fraction or None,
         schedule=schedule,
+        overwrite=overwrite,
     )
     for epoch in result.history:
         typer.echo(
@@ -133,17 +131,33 @@ def train_sklearn(
     typer.echo(f"model: {result.model_path}")
 
 
+@command("convert-model")
+def convert_model(
+    source: Path = typer.Argument(..., help="An old joblib model bundle written by train-sklearn."),
+    output: Path = typer.Option(..., "--output", help="The skops model file to write."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Required: reading the old file unpickles it, which runs any code it holds."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+) -> None:
+    """Convert a trusted old joblib model to the skops format that evaluate, drift-check and the registry load."""
+    from expforge.train.sklearn_trainer import convert_pickled_model
+
+    typer.echo(f"model: {convert_pickled_model(source, output, trust_pickle=trust_pickle, overwrite=overwrite)}")
+
+
 @command("evaluate")
 def evaluate(
     model: Path = typer.Option(..., "--model", help="A model saved by train-sklearn or train-torch."),
     dataset: Path = typer.Option(..., "--dataset", help="Dataset directory."),
     split: str = typer.Option("test", "--split", help="train|val|test"),
     output: Path = typer.Option(Path("runs/evaluation"), "--output", help="Directory for metrics and plots."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (never an input)."),
 ) -> None:
     """Accuracy, macro-F1, per-class report and a confusion-matrix PNG."""
     from expforge.evaluate.classification import evaluate_model
 
-    result = evaluate_model(model, dataset, split=split, output=output)
+    result = evaluate_model(model, dataset, split=split, output=output, overwrite=overwrite)
     typer.echo(f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f} n={result['n']}")
     typer.echo(f"outputs: {output}")
 
@@ -224,11 +238,6 @@ def _register_area_commands() -> None:
 
     for name in CLI_MODULES:
         importlib.import_module(name).register(command, app)
-
-
-def one_line_errors(func: F) -> F:
-    """Public form of the error wrapper, for commands of sub-groups (``app.add_typer``)."""
-    return _one_line_errors(func)
 
 
 _register_area_commands()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expforge.atomic import staged_directory
+from expforge.atomic import check_output, staged_directory
 from expforge.data.augment import SEED_CHUNK, SEED_PLAN, SEED_SPLIT, Augmentation, draw_params
 from expforge.data.font_discovery import DIGITS, FontDiscovery, FontFace, discover_fonts
 from expforge.data.font_render import build_sources, render_batch, stroke_levels
@@ -50,6 +50,8 @@ EXTRA_COLUMNS = ("font", "style", "font_file")
 #: Most samples per chunk: big enough to amortise numpy's per-call cost, small enough to spread the work.
 CHUNK_SIZE = 256
 MAX_COUNT = 10_000_000
+#: ``--workers`` at most this many processes per core: rendering is CPU-bound, so more only thrash.
+MAX_WORKERS_PER_CORE = 4
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,12 @@ def _check_inputs(count: int, seed: int, workers: int | None, split: str, val_fr
         raise ExpforgeError(f"--seed: {seed!r}; expected an integer ≥ 0")
     if workers is not None and (not _is_integer(workers) or workers < 1):
         raise ExpforgeError(f"--workers: {workers!r}; expected an integer ≥ 1 (or nothing for all cores)")
+    most = MAX_WORKERS_PER_CORE * default_workers()
+    if workers is not None and workers > most:
+        raise ExpforgeError(
+            f"--workers: {workers} is more than {most} ({MAX_WORKERS_PER_CORE}× the {default_workers()} core(s) here); "
+            "more processes than that only slow the machine down"
+        )
     check_split(split)
     if not 0.0 <= val_fraction < 1.0:
         raise ExpforgeError(f"--val-fraction: {val_fraction!r}; expected a fraction in [0, 1)")
@@ -226,6 +234,7 @@ def generate_font_digits(
     split: str = "train",
     val_fraction: float = 0.0,
     augmentation: Augmentation | None = None,
+    overwrite: bool = False,
 ) -> dict[str, object]:
     """Render ``count`` augmented 28×28 digits from every usable face under ``fonts`` into the dataset ``output``.
 
@@ -234,14 +243,20 @@ def generate_font_digits(
     ``augmentation`` sets the ranges (default ``Augmentation()``; ``NO_AUGMENTATION`` gives the plain MNIST
     normalisation of each glyph). Returns the summary written to ``dataset.json``, plus ``elapsed_seconds``,
     ``images_per_second`` and ``workers``, which are kept out of the file so that it, like the images and
-    ``labels.csv``, is the same byte for byte for the same inputs.
+    ``labels.csv``, is the same byte for byte for the same inputs. An existing non-empty ``output`` is refused
+    unless ``overwrite``; one that is or holds a font directory always.
     """
     started = time.perf_counter()
     processes = _check_inputs(count, seed, workers, split, val_fraction)
+    inputs = list(fonts or [])
+    check_output(output, directory=True, inputs=inputs, overwrite=overwrite, flag="--output")
     count, seed = int(count), int(seed)
     augmentation = (augmentation or Augmentation()).validate()
     output = Path(output)
-    with staged_directory(output) as staging, _mappers(processes) as (ordered_map, unordered_map):
+    with (
+        staged_directory(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging,
+        _mappers(processes) as (ordered_map, unordered_map),
+    ):
         discovery = discover_fonts(fonts, map_fn=ordered_map)
         if not discovery.faces:
             where = ", ".join(discovery.searched)

@@ -192,15 +192,18 @@ def write_dataset(
     *,
     extra_columns: Sequence[str] = (),
     info: dict[str, object] | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[Path | str] = (),
 ) -> dict[str, object]:
     """Write a whole dataset atomically from ``(image, label, split, extra)`` items; return its summary.
 
     ``image`` is a 28×28 ``uint8`` array or already-encoded PNG bytes. Files are named by position
-    (``images/000000.png``) so the same inputs give the same dataset byte for byte.
+    (``images/000000.png``) so the same inputs give the same dataset byte for byte. What may already be at
+    ``output`` is decided by :func:`expforge.atomic.check_output` (``overwrite``; never one of ``inputs``).
     """
     output = Path(output)
     rows: list[ManifestRow] = []
-    with staged_directory(output) as staging:
+    with staged_directory(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging:
         (staging / IMAGES_DIR).mkdir()
         for index, (image, label, split, extra) in enumerate(images):
             relative = f"{IMAGES_DIR}/{index:06d}.png"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expforge.atomic import staged_file
+from expforge.atomic import check_output, staged_file
 from expforge.data.manifest import IMAGE_SIZE, write_dataset
 from expforge.data.split import stratified_sample, stratified_split
 from expforge.errors import ExpforgeError
@@ -77,6 +77,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 _DOWNLOAD_CHUNK = 1 << 16
 #: Socket timeout (seconds) of each network source tried by ``--source auto`` before it falls back.
 AUTO_TIMEOUT = 10.0
+#: Seeds are NumPy generator seeds; bounded so that every consumer of a recorded seed can take it.
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -384,6 +386,7 @@ def bootstrap_mnist(
     sha256: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     try_openml: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, object]:
     """Write ``limit`` real MNIST digits to ``output`` with a stratified train/val/test split; return the summary.
 
@@ -391,7 +394,8 @@ def bootstrap_mnist(
     the same source, limit, fractions and seed give the same dataset byte for byte. A ``limit`` above what the
     source holds is an error rather than a silently smaller dataset (the bundled source has 5,000 digits).
     ``sha256`` overrides the pinned digest of individual IDX files (by file name); ``try_openml=False`` keeps
-    ``auto`` off OpenML (tests use it to stay offline).
+    ``auto`` off OpenML (tests use it to stay offline). An existing non-empty ``output`` is refused before any
+    download unless ``overwrite``; the download cache directory can never be the output.
     """
     if source not in SOURCES:
         raise ExpforgeError(f"--source: unknown source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -399,6 +403,8 @@ def bootstrap_mnist(
         raise ExpforgeError(f"--limit: {limit!r} is not a positive number of digits")
     if seed < 0:
         raise ExpforgeError(f"--seed: {seed} is negative; expected an integer ≥ 0")
+    if seed > MAX_SEED:
+        raise ExpforgeError(f"--seed: {seed} is too large; expected an integer in 0–{MAX_SEED}")
     fractions = {
         "test": _check_fraction(test_fraction, "--test-fraction"),
         "val": _check_fraction(val_fraction, "--val-fraction"),
@@ -408,6 +414,8 @@ def bootstrap_mnist(
             f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no digits for train; "
             "expected a sum below 1"
         )
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_output(output, directory=True, inputs=[cache], overwrite=overwrite, flag="--output")
     pool = _load_pool(
         source, base_url=base_url, cache_dir=cache_dir, sha256=sha256, timeout=timeout, try_openml=try_openml
     )
@@ -439,6 +447,8 @@ def bootstrap_mnist(
     }
     if pool.source == "idx":
         info["base_url"] = resolve_base_url(base_url)
-    summary = write_dataset(output, items, extra_columns=("source", "source_index"), info=info)
+    summary = write_dataset(
+        output, items, extra_columns=("source", "source_index"), info=info, overwrite=overwrite, inputs=[cache]
+    )
     log.info("wrote %d MNIST digits from %s to %s", limit, pool.source, output)
     return summary

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from expforge.atomic import staged_directory
+from expforge.atomic import check_output, staged_directory
 from expforge.data.manifest import check_split, load_arrays
 from expforge.drift.features import PREDICTED_CLASS, embedding_columns, image_features, model_outputs
 from expforge.errors import ExpforgeError
@@ -234,13 +234,15 @@ def check_drift(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     output: Path | str | None = None,
+    overwrite: bool = False,
 ) -> DriftResult:
     """Compare ``current_split`` of ``current_dir`` with ``reference_split`` of ``reference_dir``.
 
     At most ``sample_size`` images per side are used (a seeded sample): the tests' power grows with the sample,
     and past a few thousand rows every test flags differences nobody would act on. With ``model``, its
     embeddings (PCA, fitted on the reference) and predicted class join the image features. With ``output``,
-    ``drift.json`` and ``report.html`` are written there, replacing it as a whole once both exist.
+    ``drift.json`` and ``report.html`` are written there as a whole once both exist; an existing non-empty
+    ``output`` is refused unless ``overwrite``, and one that is or holds an input always (checked first).
     """
     import pandas as pd
 
@@ -251,6 +253,9 @@ def check_drift(
     check_split(reference_split, where="reference_split")
     check_split(current_split, where="current_split")
     reference_dir, current_dir = Path(reference_dir), Path(current_dir)
+    inputs = [reference_dir, current_dir, model]
+    if output is not None:
+        check_output(output, directory=True, inputs=inputs, overwrite=overwrite, flag="--output")
 
     rng = np.random.default_rng(seed)
     all_reference, _, _ = load_arrays(reference_dir, [reference_split])
@@ -301,14 +306,21 @@ def check_drift(
     )
     if output is not None:
         snapshot = evidently_report(reference_frame, current_frame, numerical, categorical, resolved)
-        write_outputs(result, snapshot, output)
+        write_outputs(result, snapshot, output, overwrite=overwrite, inputs=inputs)
     return result
 
 
-def write_outputs(result: DriftResult, snapshot: Any, output: Path | str) -> Path:
+def write_outputs(
+    result: DriftResult,
+    snapshot: Any,
+    output: Path | str,
+    *,
+    overwrite: bool = False,
+    inputs: list[Path | str | None] | None = None,
+) -> Path:
     """Write ``drift.json`` and Evidently's ``report.html`` into ``output``, atomically as a pair."""
     output = Path(output)
-    with staged_directory(output) as staging:
+    with staged_directory(output, overwrite=overwrite, inputs=inputs or (), flag="--output") as staging:
         (staging / DRIFT_JSON).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", "utf-8")
         snapshot.save_html(str(staging / REPORT_HTML))
     return output

@@ -27,6 +27,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         sample_size: int = typer.Option(2000, "--sample-size", help="Images per side at most (seeded sample)."),
         seed: int = typer.Option(0, "--seed"),
         fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the gate does not pass."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output (never an input)."),
     ) -> None:
         """Evidently drift tests (Jensen–Shannon, L-infinity, KS, PSI) on per-image features; HTML + JSON out."""
         from expforge.drift.check import check_drift, parse_threshold_options
@@ -42,6 +43,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             sample_size=sample_size,
             seed=seed,
             output=output,
+            overwrite=overwrite,
         )
         shares = " ".join(f"{test}={share:.3f}" for test, share in result.share_by_test.items())
         typer.echo(f"drift share by test: {shares}")

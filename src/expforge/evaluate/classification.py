@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from expforge.atomic import staged_directory
+from expforge.atomic import check_output, staged_directory
 from expforge.data.manifest import check_split, load_arrays
 
 LABELS = list(range(10))
@@ -95,20 +95,23 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 
 def evaluate_model(
-    model: Path | str, dataset: Path | str, *, split: str = "test", output: Path | str
+    model: Path | str, dataset: Path | str, *, split: str = "test", output: Path | str, overwrite: bool = False
 ) -> dict[str, object]:
     """Evaluate the model saved at ``model`` (a scikit-learn bundle or a CNN checkpoint) on ``split`` of
     ``dataset``; write the report files to ``output``.
 
     Returns the metrics (keys ``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix``, ``labels``,
-    ``split``, ``n``, plus the ``model`` and ``dataset`` paths). ``output`` is replaced as a whole, only once
-    every file has been written.
+    ``split``, ``n``, plus the ``model`` and ``dataset`` paths). ``output`` is written as a whole, only once
+    every file exists; an existing non-empty ``output`` is refused unless ``overwrite``, and one that is or
+    holds the model or the dataset always (checked before the model is loaded).
     """
     from sklearn.metrics import classification_report
 
     from expforge.train.classifier import load_classifier
 
     check_split(split, where="--split")
+    inputs = [model, dataset]
+    check_output(output, directory=True, inputs=inputs, overwrite=overwrite, flag="--output")
     classifier = load_classifier(model)
     images, labels, _ = load_arrays(dataset, [split])
     predicted = classifier.predict(images)
@@ -121,7 +124,7 @@ def evaluate_model(
     }
     text_report = classification_report(labels, predicted, labels=LABELS, digits=4, zero_division=0)
     title = f"{Path(dataset).name} / {split}: accuracy {result['accuracy']:.3f} (n={result['n']})"
-    with staged_directory(output) as staging:
+    with staged_directory(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging:
         (staging / METRICS_JSON).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (staging / REPORT_TXT).write_text(text_report, encoding="utf-8")
         (staging / REPORT_MD).write_text(markdown_report(result), encoding="utf-8")

@@ -10,6 +10,10 @@ processes, so version numbers never collide and an alias move is one transaction
 hidden staging directory first and renamed to ``<version>`` inside that transaction: a failure at any point
 leaves neither a catalogue row without files nor a version directory without a row, and never takes an alias
 from the version that held it.
+
+What gets in: regular files only, opened without following links (no symbolic link, device file or FIFO is
+copied or read), and no pickle. What comes out: a version whose catalogue ``uri`` was edited to point outside
+its own directory is refused, so a champion cannot be repointed at a file elsewhere.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -107,13 +112,25 @@ class LocalRegistry(ModelRegistry):
             name=name,
             version_id=str(version),
             aliases=sorted(aliases),
-            uri=row["uri"],
+            uri=self._checked_uri(name, version, row["uri"]),
             evaluation=json.loads(row["evaluation"]),
             metadata=json.loads(row["metadata"]),
             labels=json.loads(row["labels"]),
             created=row["created"],
             resource=str(self.root / MODELS_DIR / name / str(version)),
         )
+
+    def _checked_uri(self, name: str, version: int, uri: str) -> str:
+        """``uri`` if it lies inside its own version directory; a catalogue row edited to point anywhere else (the
+        champion repointed at a file outside the registry) is refused, never handed to a loader."""
+        version_dir = Path(os.path.realpath(self.root / MODELS_DIR / name / str(version)))
+        real = Path(os.path.realpath(uri))
+        if real == version_dir or not real.is_relative_to(version_dir):
+            raise ExpforgeError(
+                f"{self.root / DB_NAME}: model {name!r} version {version} points at {uri}, outside its registry "
+                f"directory {version_dir}; refusing it (the catalogue was edited)"
+            )
+        return uri
 
     @staticmethod
     def _give_alias(db: sqlite3.Connection, name: str, alias: str, version: int) -> None:
@@ -128,6 +145,7 @@ class LocalRegistry(ModelRegistry):
     def _register(self, request: Registration) -> ModelVersion:
         """Copy the artifact in and record it as the model's next version (see the module docstring)."""
         name, source, wanted = request.name, request.source, list(request.aliases)
+        check_source_tree(source)
         checked_evaluation, checked_metadata, checked_labels = request.evaluation, request.metadata, request.labels
 
         model_dir = self.root / MODELS_DIR / name
@@ -138,10 +156,7 @@ class LocalRegistry(ModelRegistry):
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
         target: Path | None = None
         try:
-            if source.is_dir():
-                shutil.copytree(source, staging / source.name)
-            else:
-                shutil.copy2(source, staging / source.name)
+            copy_artifact(source, staging / source.name)
             with self._connect(write=True) as db:
                 row = db.execute("SELECT MAX(version) FROM versions WHERE name = ?", (name,)).fetchone()
                 previous = row[0] or 0
@@ -233,6 +248,53 @@ class LocalRegistry(ModelRegistry):
             raise ExpforgeError("alias 'default' cannot be removed; give it to another version instead")
         with self._connect(write=True) as db:
             db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+
+
+def check_source_tree(source: Path) -> None:
+    """Refuse, before anything is copied, a source that is or holds a symbolic link, a device file, a FIFO or a
+    socket (a copy would follow or block on them), or a pickle/joblib file (unpickling it runs code; the
+    registry holds only skops models, checkpoints and plain files)."""
+    from expforge.train.model_format import convert_hint, looks_like_pickle
+
+    pending = [source]
+    while pending:
+        path = pending.pop()
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as exc:
+            raise ExpforgeError(f"{path}: cannot inspect the model artifact ({exc.strerror})") from None
+        if stat.S_ISLNK(mode):
+            raise ExpforgeError(f"{path}: a symbolic link; the registry copies regular files only (pass the real path)")
+        if stat.S_ISDIR(mode):
+            pending.extend(sorted(path.iterdir()))
+        elif not stat.S_ISREG(mode):
+            raise ExpforgeError(f"{path}: not a regular file (a device, FIFO or socket); refusing to register it")
+        elif looks_like_pickle(path):
+            raise ExpforgeError(
+                f"{path}: a pickle/joblib file, refused (unpickling runs any code it holds); convert a trusted one "
+                f"first with: {convert_hint(path)}"
+            )
+
+
+def copy_artifact(source: Path, target: Path) -> None:
+    """Copy a checked file or directory tree, opening every file with ``O_NOFOLLOW`` and checking it is still a
+    regular file once open, so a link swapped in after :func:`check_source_tree` is refused, not followed."""
+    if os.path.isdir(source) and not os.path.islink(source):
+        target.mkdir()
+        for entry in sorted(source.iterdir()):
+            copy_artifact(entry, target / entry.name)
+        return
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ExpforgeError(
+            f"{source}: cannot open the model artifact without following links ({exc.strerror})"
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ExpforgeError(f"{source}: not a regular file; refusing to register it")
+        with open(target, "xb") as out:
+            shutil.copyfileobj(handle, out)
 
 
 def _version_number(version_id: str | int) -> int:

@@ -1,8 +1,9 @@
 """One way to use any saved digit classifier: ``load_classifier(path)`` for scikit-learn bundles and CNN checkpoints.
 
 Evaluation, drift checks and the registry should not care which trainer produced a model. The file itself says
-what it is: a PyTorch checkpoint is a zip archive (``torch.save``), a scikit-learn bundle is a joblib pickle; the
-first bytes decide, so a model is never unpickled by the wrong loader. Torch is imported only for checkpoints.
+what it is: a PyTorch checkpoint is a ``torch.save`` zip (loaded with ``weights_only=True``), a scikit-learn
+bundle a skops zip (loaded with an explicit list of trusted types); the archive's table of contents decides
+before anything is deserialised, and a pickle is never loaded at all. Torch is imported only for checkpoints.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 from expforge.data.manifest import IMAGE_SIZE
 from expforge.errors import ExpforgeError
 
-ZIP_MAGIC = b"PK\x03\x04"
 PREDICT_BATCH = 2048
 
 
@@ -130,16 +130,16 @@ class TorchClassifier(Classifier):
 
 
 def load_classifier(path: Path | str, *, device: str = "auto") -> Classifier:
-    """Load a model saved by ``train-sklearn`` or ``train-torch``; the file's first bytes tell which.
+    """Load a model saved by ``train-sklearn`` (skops) or ``train-torch`` (a ``weights_only`` checkpoint).
 
+    The format is decided from the file's bytes before anything is deserialised
+    (:func:`~expforge.train.model_format.sniff_model_format`): a pickle or an unknown file is refused unread.
     ``device`` applies to CNN checkpoints only (``auto``: CUDA when present).
     """
+    from expforge.train.model_format import SKOPS, sniff_model_format
+
     path = Path(path)
-    if not path.is_file():
-        raise ExpforgeError(f"{path}: model file not found")
-    with open(path, "rb") as handle:
-        head = handle.read(len(ZIP_MAGIC))
-    if head != ZIP_MAGIC:
+    if sniff_model_format(path) == SKOPS:
         from expforge.train.sklearn_trainer import load_model
 
         return SklearnClassifier(path, load_model(path))

@@ -11,7 +11,7 @@ epoch-to-epoch jitter; with a curriculum the average covers the last phase only,
 is not diluted by the weights of the synthetic phase. The default ``alpha=1e-3`` (L2 strength) keeps the
 weights small enough for honest losses: with 1e-4 the validation log loss rose while accuracy stalled.
 
-Scikit-learn and joblib are imported inside functions: the module is importable by light code paths.
+Scikit-learn and skops are imported inside functions: the module is importable by light code paths.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from expforge.atomic import staged_file
+from expforge.atomic import check_output, staged_file
 from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
@@ -36,6 +36,11 @@ CLASSES = tuple(range(10))
 LOSSES = {"logreg": "log_loss", "svm": "hinge", "perceptron": "perceptron"}
 SCHEDULES = ("mixed", "sequential")
 PIXEL_SCALE = 1.0 / 255.0
+#: Upper bounds of the numeric flags: past them a run would only burn the machine (scikit-learn's seeds are
+#: 32-bit; a thousand epochs of SGD on raw pixels is far past where the loss stops moving).
+MAX_EPOCHS = 1000
+MAX_SEED = 2**32 - 1
+MAX_BATCH_SIZE = 1_000_000
 
 
 @dataclass
@@ -100,11 +105,17 @@ def _check_options(
         raise ExpforgeError("--train: at least one training dataset is required")
     if epochs < 1:
         raise ExpforgeError(f"--epochs: {epochs} is not a positive number of epochs")
+    if epochs > MAX_EPOCHS:
+        raise ExpforgeError(f"--epochs: {epochs} is more than {MAX_EPOCHS} epochs; expected 1–{MAX_EPOCHS}")
     if seed < 0:
         raise ExpforgeError(f"--seed: {seed} is negative; expected an integer ≥ 0")
+    if seed > MAX_SEED:
+        raise ExpforgeError(f"--seed: {seed} is too large; expected an integer in 0–{MAX_SEED}")
     if batch_size < 1:
         raise ExpforgeError(f"--batch-size: {batch_size} is not a positive batch size")
-    if not alpha > 0:
+    if batch_size > MAX_BATCH_SIZE:
+        raise ExpforgeError(f"--batch-size: {batch_size} is too large; expected 1–{MAX_BATCH_SIZE}")
+    if not 0 < alpha < float("inf"):
         raise ExpforgeError(f"--alpha: {alpha} is not a positive regularisation strength")
     return train_fractions_for(train, train_fractions)
 
@@ -162,6 +173,7 @@ def train_sklearn(
     train_split: str = "train",
     val_split: str = "val",
     average: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train an SGD linear classifier on ``train`` (in order), validating on ``val``'s ``val_split`` each epoch.
 
@@ -169,14 +181,13 @@ def train_sklearn(
     curriculum: ``epochs`` epochs on the first dataset, then ``epochs`` on the next, and so on (synthetic
     first, then real); every epoch records which phase it belongs to, and its train metrics are measured on
     that phase's rows. ``train_fractions`` keeps a seeded, stratified fraction of each dataset's train rows.
-    The model is written atomically (a failed run leaves no file at ``model_out``).
+    The model is written atomically (a failed run leaves no file at ``model_out``); an existing file there, or
+    a ``model_out`` inside a training dataset, is refused before any data is read unless ``overwrite``.
     """
     fractions = _check_options(train, model, epochs, seed, schedule, batch_size, alpha, train_fractions)
     check_split(train_split, where="--train-split")
     check_split(val_split, where="--val-split")
-    model_out = Path(model_out)
-    if model_out.is_dir():
-        raise ExpforgeError(f"--model-out: {model_out} is a directory; expected a file path")
+    model_out = check_output(model_out, directory=False, inputs=[*train, val], overwrite=overwrite, flag="--model-out")
     stages = [
         _load_stage(Path(path), fraction, train_split, np.random.default_rng([seed, index]))
         for index, (path, fraction) in enumerate(zip(train, fractions, strict=True))
@@ -224,17 +235,76 @@ def train_sklearn(
         "val_split": val_split,
         "val_rows": len(val_labels),
     }
-    save_model(model_out, estimator, params=params, history=history)
+    save_model(model_out, estimator, params=params, history=history, overwrite=overwrite)
     return TrainResult(model_out, history, final, params)
 
 
 # --- the saved model ------------------------------------------------------------------------------------------
 
+#: Every type a saved model may contain, by its qualified name as the skops schema records it. Loading audits
+#: the archive's ``schema.json`` (plain JSON) against this list and refuses any other type *before* an object is
+#: built — stricter than skops's own default, which trusts every scikit-learn class. The loss objects are the
+#: compiled losses of SGD (their module moved between scikit-learn releases, so both homes are listed).
+TRUSTED_TYPES: tuple[str, ...] = (
+    "builtins.bool",
+    "builtins.dict",
+    "builtins.float",
+    "builtins.int",
+    "builtins.list",
+    "builtins.NoneType",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.float32",
+    "numpy.float64",
+    "numpy.int64",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.linear_model._sgd_fast.Hinge",
+    "sklearn.linear_model._sgd_fast.Log",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+)
 
-def save_model(path: Path | str, estimator: Any, *, params: dict[str, object], history: list[EpochMetrics]) -> Path:
-    """Write the model bundle with joblib through a temporary file, so ``path`` is whole or untouched."""
-    import joblib
+
+def _schema_types(path: Path) -> set[str]:
+    """Qualified names of every type in a skops archive's schema, read as JSON (nothing is deserialised)."""
+    import json
+    import zipfile
+
+    from expforge.train.model_format import SKOPS_SCHEMA
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read(SKOPS_SCHEMA))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError) as exc:
+        raise ExpforgeError(
+            f"{path}: not an expforge sklearn model (unreadable schema: {type(exc).__name__})"
+        ) from None
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, name = node.get("__module__"), node.get("__class__")
+            if module is not None or name is not None:
+                found.add(f"{module}.{name}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def save_model(
+    path: Path | str,
+    estimator: Any,
+    *,
+    params: dict[str, object],
+    history: list[EpochMetrics],
+    overwrite: bool = True,
+) -> Path:
+    """Write the model bundle with ``skops.io`` through a temporary file, so ``path`` is whole or untouched."""
     import sklearn
+    import skops.io
 
     bundle = {
         "format": MODEL_FORMAT,
@@ -247,24 +317,38 @@ def save_model(path: Path | str, estimator: Any, *, params: dict[str, object], h
         "sklearn_version": sklearn.__version__,
     }
     path = Path(path)
-    with staged_file(path) as staging:
-        joblib.dump(bundle, staging)
+    with staged_file(path, overwrite=overwrite, flag="--model-out") as staging:
+        skops.io.dump(bundle, staging)
     return path
 
 
 def load_model(path: Path | str) -> dict[str, Any]:
     """Load and validate a bundle written by :func:`train_sklearn`.
 
-    Joblib files are pickles: load only models you produced (a pipeline's own artifacts).
+    The file must be a skops archive whose every type is listed in :data:`TRUSTED_TYPES`, checked from the
+    archive's schema before any object is built; skops then loads it with those types trusted explicitly. A
+    pickle/joblib file (the format of older expforge models) is refused unread, with the command that converts
+    it deliberately.
     """
-    import joblib
+    from expforge.train.model_format import SKOPS, sniff_model_format
 
     path = Path(path)
-    if not path.is_file():
-        raise ExpforgeError(f"{path}: model file not found")
+    if sniff_model_format(path) != SKOPS:
+        raise ExpforgeError(f"{path}: a PyTorch checkpoint, not a scikit-learn model")
     try:
-        bundle = joblib.load(path)
-    except Exception as exc:  # a truncated or foreign file can fail in many ways inside unpickling
+        import skops.io
+    except ImportError:
+        raise ExpforgeError(
+            f"{path}: loading a scikit-learn model needs skops (install the expforge[sklearn] extra)"
+        ) from None
+    refused = sorted(_schema_types(path) - set(TRUSTED_TYPES))
+    if refused:
+        shown = ", ".join(refused[:5]) + (", …" if len(refused) > 5 else "")
+        raise ExpforgeError(f"{path}: refused unread: the model holds untrusted type(s) {shown}")
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+        bundle = skops.io.load(path, trusted=[name for name in untrusted if name in TRUSTED_TYPES])
+    except Exception as exc:  # the audit passed, yet the content does not rebuild: report, never a traceback
         raise ExpforgeError(f"{path}: not an expforge sklearn model (unreadable: {type(exc).__name__})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != MODEL_FORMAT:
         raise ExpforgeError(f"{path}: not an expforge sklearn model (no {MODEL_FORMAT!r} marker)")
@@ -280,6 +364,35 @@ def load_model(path: Path | str) -> dict[str, Any]:
     if not isinstance(preprocessing, dict) or not isinstance(preprocessing.get("scale"), float):
         raise ExpforgeError(f"{path}: model bundle has no valid preprocessing spec")
     return bundle
+
+
+def convert_pickled_model(
+    source: Path | str, output: Path | str, *, trust_pickle: bool, overwrite: bool = False
+) -> Path:
+    """Rewrite an old joblib model bundle as a skops one — only with ``trust_pickle``, because reading the old
+    file unpickles it, which runs any code it holds. Do it once, for files whose origin you know."""
+    from expforge.atomic import check_output
+    from expforge.train.model_format import check_regular_file
+
+    source = check_regular_file(source)
+    if not trust_pickle:
+        raise ExpforgeError(
+            f"{source}: converting unpickles the file, which runs any code in it; pass --trust-pickle only for "
+            "a file whose origin you trust"
+        )
+    check_output(output, directory=False, inputs=[source], overwrite=overwrite, flag="--output")
+    import joblib
+
+    try:
+        old = joblib.load(source)
+    except Exception as exc:  # a truncated or foreign pickle fails in many ways
+        raise ExpforgeError(f"{source}: not a readable joblib model ({type(exc).__name__})") from None
+    if not isinstance(old, dict) or old.get("format") != MODEL_FORMAT or not hasattr(old.get("estimator"), "predict"):
+        raise ExpforgeError(f"{source}: not an expforge sklearn model bundle (no {MODEL_FORMAT!r} marker)")
+    history = [EpochMetrics(**epoch) for epoch in old.get("history") or []]
+    return save_model(
+        output, old["estimator"], params=dict(old.get("params") or {}), history=history, overwrite=overwrite
+    )
 
 
 def predict(bundle: dict[str, Any], images: np.ndarray) -> np.ndarray:

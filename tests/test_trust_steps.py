@@ -1,0 +1,346 @@
+"""Trust at the step library's edges: a model file never runs code when loaded, an output never clobbers what the
+step did not create, and hostile or careless input is one clear line.
+
+Every attack here is real: pickles whose ``__reduce__`` writes a marker file (the marker's absence proves nothing
+ran, and a control load in a child process proves the payload does run when unpickled), real symlinks, FIFOs
+and a real full file system (a small tmpfs, mounted when the test runs as root).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io
+from typer.testing import CliRunner
+
+from expforge.cli import app
+from expforge.data.manifest import read_manifest, write_dataset
+from expforge.data.mnist import bootstrap_mnist
+from expforge.drift.check import check_drift
+from expforge.errors import ExpforgeError
+from expforge.evaluate.classification import evaluate_model
+from expforge.registry.local import LocalRegistry
+from expforge.train.classifier import load_classifier
+from expforge.train.sklearn_trainer import MODEL_FORMAT, MODEL_FORMAT_VERSION, load_model, predict, train_sklearn
+
+EVALUATION = {"accuracy": 0.9, "macro_f1": 0.89}
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, 'w').write('ran')``: the shape of the attack in the issue."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def write_evil_pickle(path: Path, marker: Path) -> Path:
+    path.write_bytes(pickle.dumps({"format": MODEL_FORMAT, "estimator": Payload(marker)}, protocol=4))
+    return path
+
+
+def assert_payload_is_live(tmp_path: Path) -> None:
+    """Control: the same kind of file, unpickled in a child process, does write its marker (so the test can fail)."""
+    probe = tmp_path / "control-marker"
+    data = write_evil_pickle(tmp_path / "control.pkl", probe).read_bytes()
+    (tmp_path / "control.pkl").unlink()
+    code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"
+    subprocess.run([sys.executable, "-c", code], input=data, check=True)
+    assert probe.read_text() == "ran"
+    probe.unlink()
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """300 real bundled MNIST digits and a logreg model trained on them for one epoch."""
+    root = tmp_path_factory.mktemp("trust")
+    dataset = root / "mnist"
+    bootstrap_mnist(300, dataset, source="bundled", seed=0)
+    model = train_sklearn([dataset], dataset, root / "model.skops", epochs=1).model_path
+    return dataset, model
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> tuple[Path, Path]:
+    assert_payload_is_live(tmp_path)
+    marker = tmp_path / "marker"
+    path = write_evil_pickle(tmp_path / "model.joblib", marker)
+    return path, marker
+
+
+def one_line(result: object) -> str:
+    output = result.output.strip()  # type: ignore[attr-defined]
+    assert result.exit_code == 2, output  # type: ignore[attr-defined]
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith("expforge: error: ")
+    return output
+
+
+# --- 1. loading a model never runs code ---------------------------------------------------------------------------
+
+
+def test_evaluate_refuses_a_pickle_before_unpickling_it(real, evil, tmp_path: Path) -> None:
+    dataset, _ = real
+    path, marker = evil
+    with pytest.raises(ExpforgeError, match=r"a pickle/joblib file, refused unread.*convert-model .* --trust-pickle"):
+        evaluate_model(path, dataset, output=tmp_path / "eval")
+    line = one_line(
+        CliRunner().invoke(
+            app, ["evaluate", "--model", str(path), "--dataset", str(dataset), "--output", str(tmp_path / "eval")]
+        )
+    )
+    assert "refused unread" in line
+    assert not marker.exists()
+    assert not (tmp_path / "eval").exists()
+
+
+def test_drift_check_refuses_a_pickle_before_unpickling_it(real, evil, tmp_path: Path) -> None:
+    dataset, _ = real
+    path, marker = evil
+    with pytest.raises(ExpforgeError, match="refused unread"):
+        check_drift(dataset, dataset, model=path, sample_size=50)
+    args = [
+        "drift-check",
+        "--reference",
+        str(dataset),
+        "--current",
+        str(dataset),
+        "--model",
+        str(path),
+        "--output",
+        str(tmp_path / "drift"),
+        "--sample-size",
+        "50",
+    ]
+    assert "refused unread" in one_line(CliRunner().invoke(app, args))
+    assert not marker.exists()
+    assert not (tmp_path / "drift").exists()
+
+
+def test_registry_refuses_a_pickle_and_registers_nothing(evil, tmp_path: Path) -> None:
+    path, marker = evil
+    registry = LocalRegistry(tmp_path / "registry")
+    with pytest.raises(ExpforgeError, match="a pickle/joblib file, refused"):
+        registry.register("m", path, evaluation=EVALUATION)
+    directory = tmp_path / "artifact"
+    directory.mkdir()
+    write_evil_pickle(directory / "weights.bin", marker)
+    with pytest.raises(ExpforgeError, match=r"weights\.bin: a pickle/joblib file, refused"):
+        registry.register("m", directory, evaluation=EVALUATION)
+    assert registry.list_models() == []
+    assert not marker.exists()
+
+
+def test_torch_checkpoint_with_a_payload_is_refused_by_weights_only(real, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    dataset, _ = real
+    marker = tmp_path / "marker"
+    path = tmp_path / "cnn.pt"
+    torch.save({"format": "expforge.checkpoint", "model": Payload(marker)}, path)
+    with pytest.raises(ExpforgeError, match="not a loadable expforge checkpoint"):
+        load_classifier(path)
+    with pytest.raises(ExpforgeError, match="not a loadable expforge checkpoint"):
+        evaluate_model(path, dataset, output=tmp_path / "eval")
+    assert not marker.exists()
+
+
+def test_skops_model_with_a_type_outside_the_list_is_refused_unbuilt(real, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    dataset, _ = real
+    path = tmp_path / "other.skops"
+    bundle = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "estimator": LogisticRegression()}
+    skops.io.dump(bundle, path)
+    assert skops.io.get_untrusted_types(file=path) == []  # skops itself would trust it: our list is stricter
+    with pytest.raises(
+        ExpforgeError, match=r"untrusted type\(s\) sklearn\.linear_model\._logistic\.LogisticRegression"
+    ):
+        load_model(path)
+    with pytest.raises(ExpforgeError, match="untrusted type"):
+        evaluate_model(path, dataset, output=tmp_path / "eval")
+
+
+def test_fifo_or_directory_as_model_is_refused_without_opening_it(real, tmp_path: Path) -> None:
+    dataset, _ = real
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ExpforgeError, match=r"model\.fifo: not a regular file"):
+        evaluate_model(fifo, dataset, output=tmp_path / "eval")  # would block forever if it were opened
+    with pytest.raises(ExpforgeError, match="is a directory; expected a model file"):
+        load_classifier(tmp_path)
+
+
+def test_old_joblib_model_converts_only_when_trusted_explicitly(real, tmp_path: Path) -> None:
+    import joblib
+
+    dataset, model = real
+    bundle = load_model(model)
+    old = tmp_path / "old.joblib"
+    joblib.dump(bundle, old)  # what expforge wrote before it used skops
+    new = tmp_path / "new.skops"
+    line = one_line(CliRunner().invoke(app, ["convert-model", str(old), "--output", str(new)]))
+    assert "pass --trust-pickle only for a file whose origin you trust" in line
+    assert not new.exists()
+    result = CliRunner().invoke(app, ["convert-model", str(old), "--output", str(new), "--trust-pickle"])
+    assert result.exit_code == 0, result.output
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    images[:, 10:18, 12:16] = 255
+    assert np.array_equal(predict(load_model(new), images), predict(bundle, images))
+    assert load_model(new)["params"] == bundle["params"]
+    again = CliRunner().invoke(app, ["convert-model", str(old), "--output", str(new), "--trust-pickle"])
+    assert "file already exists; pass --overwrite" in one_line(again)
+
+
+def test_registry_copies_no_symlink_or_device_and_serves_no_repointed_champion(real, tmp_path: Path) -> None:
+    _, model = real
+    registry = LocalRegistry(tmp_path / "registry")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    link = tmp_path / "link.skops"
+    link.symlink_to(model)
+    with pytest.raises(ExpforgeError, match=r"link\.skops: a symbolic link"):
+        registry.register("m", link, evaluation=EVALUATION)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "model.skops").write_bytes(model.read_bytes())
+    (tree / "leak").symlink_to(secret)
+    with pytest.raises(ExpforgeError, match=r"leak: a symbolic link"):
+        registry.register("m", tree, evaluation=EVALUATION)
+    (tree / "leak").unlink()
+    os.mkfifo(tree / "pipe")
+    with pytest.raises(ExpforgeError, match=r"pipe: not a regular file"):
+        registry.register("m", tree, evaluation=EVALUATION)
+    (tree / "pipe").unlink()
+    with pytest.raises(ExpforgeError, match="not a regular file"):
+        registry.register("m", Path("/dev/null"), evaluation=EVALUATION)
+    assert registry.list_models() == []
+
+    version = registry.register("m", model, evaluation=EVALUATION, aliases=["champion"])
+    assert Path(version.uri).read_bytes() == model.read_bytes()
+    with sqlite3.connect(tmp_path / "registry" / "registry.sqlite") as db:  # a local user edits the catalogue
+        db.execute("UPDATE versions SET uri = ? WHERE name = 'm'", (str(secret),))
+    with pytest.raises(ExpforgeError, match=r"points at .*secret\.txt, outside its registry directory"):
+        registry.get("m", "champion")
+
+
+# --- 3. outputs that cannot be clobbered --------------------------------------------------------------------------
+
+
+def test_evaluate_refuses_a_non_empty_output_and_overwrites_only_when_asked(real, tmp_path: Path) -> None:
+    dataset, model = real
+    output = tmp_path / "eval"
+    output.mkdir()
+    (output / "notes.txt").write_text("someone's notes")
+    args = ["evaluate", "--model", str(model), "--dataset", str(dataset), "--output", str(output)]
+    assert "output directory already exists and is not empty; pass --overwrite" in one_line(
+        CliRunner().invoke(app, args)
+    )
+    assert (output / "notes.txt").read_text() == "someone's notes"
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in output.iterdir()) == [
+        "classification_report.txt",
+        "confusion_matrix.png",
+        "metrics.json",
+        "report.md",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no staging or backup left
+
+
+def test_a_regular_file_where_the_output_directory_goes_is_kept(real, tmp_path: Path) -> None:
+    dataset, model = real
+    output = tmp_path / "results"
+    output.write_text("precious")
+    with pytest.raises(ExpforgeError, match="is a regular file where an output directory goes"):
+        evaluate_model(model, dataset, output=output)
+    assert output.read_text() == "precious"
+
+
+def test_drift_output_equal_to_or_above_its_reference_never_destroys_it(real, tmp_path: Path) -> None:
+    dataset, _ = real
+    before = read_manifest(dataset)
+    for output, extra in [(dataset, []), (dataset, ["--overwrite"]), (dataset.parent, ["--overwrite"])]:
+        args = ["drift-check", "--reference", str(dataset), "--current", str(dataset), "--output", str(output)]
+        line = one_line(CliRunner().invoke(app, [*args, *extra]))
+        assert f"is or contains the input {dataset}" in line
+    link = tmp_path / "link-to-dataset"
+    link.symlink_to(dataset)  # the same directory under another name
+    with pytest.raises(ExpforgeError, match="is or contains the input"):
+        check_drift(dataset, dataset, output=link / ".", sample_size=50, overwrite=True)
+    with pytest.raises(ExpforgeError, match=r"lies inside the input .*pass --overwrite"):
+        check_drift(dataset, dataset, output=dataset / "drift", sample_size=50)
+    assert read_manifest(dataset) == before
+    assert not (dataset / "drift").exists()
+
+
+def test_train_sklearn_refuses_an_existing_model_file_and_a_dataset_as_output(real, tmp_path: Path) -> None:
+    dataset, _ = real
+    target = tmp_path / "model.skops"
+    target.write_bytes(b"previous model")
+    args = ["train-sklearn", "--train", str(dataset), "--val", str(dataset), "--epochs", "1"]
+    assert "file already exists; pass --overwrite" in one_line(
+        CliRunner().invoke(app, [*args, "--model-out", str(target)])
+    )
+    assert target.read_bytes() == b"previous model"
+    line = one_line(CliRunner().invoke(app, [*args, "--model-out", str(dataset / "labels.csv"), "--overwrite"]))
+    assert f"lies inside the input {dataset} and exists; replacing it would change that input" in line
+    result = CliRunner().invoke(app, [*args, "--model-out", str(target), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_model(target)["format"] == MODEL_FORMAT
+
+
+def test_bootstrap_mnist_twice_refuses_then_overwrites(tmp_path: Path) -> None:
+    output = tmp_path / "mnist"
+    args = ["bootstrap-mnist", "--limit", "50", "--source", "bundled", "--output", str(output)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (output / "mine.txt").write_text("keep me")
+    assert "already exists and is not empty" in one_line(CliRunner().invoke(app, args))
+    assert (output / "mine.txt").exists()
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert not (output / "mine.txt").exists()
+
+
+def test_an_empty_existing_output_directory_is_taken_over(tmp_path: Path) -> None:
+    """What a KFP orchestrator prepares for an output: an empty directory. It must keep working."""
+    output = tmp_path / "prepared"
+    output.mkdir()
+    items = [(np.zeros((28, 28), dtype=np.uint8), 1, "train", {})]
+    write_dataset(output, items)
+    assert [row.label for row in read_manifest(output)] == [1]
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode == 0
+
+
+def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "64k"):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        rng = np.random.default_rng(0)
+        items = [(rng.integers(0, 256, (28, 28), dtype=np.uint8), i % 10, "train", {}) for i in range(400)]
+        with pytest.raises(ExpforgeError, match=r"data: writing failed \(No space left on device\); nothing was"):
+            write_dataset(disk / "data", items)
+        assert list(disk.iterdir()) == []
+        with pytest.raises(ExpforgeError, match="No space left on device"):
+            skops_target = disk / "big.skops"
+            from expforge.atomic import staged_file
+
+            with staged_file(skops_target) as staging:
+                staging.write_bytes(b"x" * 200_000)
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
