@@ -8,7 +8,8 @@ Every component module declares one function with KFP ``Input``/``Output`` annot
 * registers the component under its step name, so the compiler can pin every step to the image that was
   actually built (:func:`pinned_images`);
 * turns an :class:`~expforge.errors.ExpforgeError` into one clear line on stderr and exit status 2, instead
-  of a traceback that buries the message in the task log;
+  of a traceback that buries the message in the task log (the policy of :mod:`expforge.cli_errors`, shared
+  with every command-line entry point);
 * tracks every execution (parameters, input datasets, the ``Metrics`` it logged, output URIs) with the
   configured backend, see :mod:`expforge.components._tracking`.
 
@@ -21,7 +22,6 @@ import contextlib
 import functools
 import inspect
 import json
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from kfp import dsl
 from kfp.dsl import python_component
 
-from expforge.errors import ExpforgeError
+from expforge.cli_errors import bad_input_exits
 
 IMAGE_REPOSITORY_PREFIX = "expforge"
 DEFAULT_IMAGE_TAG = "latest"
@@ -54,11 +54,8 @@ def _tracked_and_clean_on_bad_input(step: str, func: F) -> F:
     def wrapper(**kwargs: Any) -> Any:
         from expforge.components._tracking import call_tracked
 
-        try:
+        with bad_input_exits():
             return call_tracked(step, func, kwargs)
-        except ExpforgeError as exc:
-            print(f"expforge: error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
 
     # KFP's executor reads the parameters with inspect.getfullargspec, which does not follow __wrapped__.
     wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]

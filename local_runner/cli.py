@@ -1,6 +1,6 @@
 """``expforge run``: the command-line face of :func:`~expforge.local_runner.api.run_pipeline`.
 
-Exit status: 0 when the pipeline succeeded, 1 when it failed (or was interrupted: 130), 2 for bad usage
+Exit status: 0 when the pipeline succeeded, 1 when it failed (interrupted: 130, SIGTERM: 143), 2 for bad usage
 (one ``expforge: error: ...`` line on stderr). Progress and the summary go to stderr; the run directory is
 the last line on stdout, so ``RUN=$(expforge run x.yaml | tail -1)`` works.
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from expforge.cli_errors import EXIT_BAD_INPUT, report
 from expforge.errors import ExpforgeError
 
 _BACKEND_HELP = "auto (Docker when a daemon answers, else subprocess) | docker | subprocess."
@@ -78,19 +79,21 @@ def run(
                 task_env=task_env,
             )
     except ExpforgeError as exc:
-        typer.echo(f"expforge: error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        report(exc)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
-    for key, task in result.tasks.items():
-        if task.get("state") == "FAILED":
-            typer.echo(f"FAILED {key}: {task.get('error', '')}", err=True)
+    failed_tasks = [key for key, task in result.tasks.items() if task.get("state") == "FAILED"]
+    for key in failed_tasks:
+        typer.echo(f"FAILED {key}: {result.tasks[key].get('error', '')}", err=True)
+    if result.state != "SUCCEEDED" and not failed_tasks and result.record.get("error"):
+        typer.echo(f"run {result.state}: {result.record['error']}", err=True)  # a failure of the run itself
     if result.pipeline_outputs:
         for name, value in result.pipeline_outputs.items():
             typer.echo(f"output {name} = {value}", err=True)
     typer.echo(str(result.run_dir))
     if result.state == "CANCELLED":
-        raise typer.Exit(130)
+        raise typer.Exit(143 if str(result.record.get("error", "")).endswith("(SIGTERM)") else 130)
     if not result.succeeded:
         raise typer.Exit(1)

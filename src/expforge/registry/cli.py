@@ -33,7 +33,7 @@ def _echo_json(data: object) -> None:
 
 def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -> None:
     """Add the ``registry`` command group to the ``expforge`` app."""
-    from expforge.cli import one_line_errors
+    from expforge.cli_errors import one_line_errors
 
     group = typer.Typer(help="The model registry: versions, aliases (champion/challenger), evaluations.")
     app.add_typer(group, name="registry")

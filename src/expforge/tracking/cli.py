@@ -84,7 +84,7 @@ def _parse_tag(text: str) -> tuple[str, str]:
 
 def register(command: Callable[..., Any], app: typer.Typer) -> None:
     """Add the ``runs`` command group to the ``expforge`` app."""
-    from expforge.cli import one_line_errors
+    from expforge.cli_errors import one_line_errors
 
     runs = typer.Typer(help="Query and annotate tracked runs (local SQLite or BigQuery).", no_args_is_help=True)
     app.add_typer(runs, name="runs")
