@@ -122,10 +122,12 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(tiny_datase
     assert not torch.equal(a["model"]["classifier.weight"], c["model"]["classifier.weight"])
 
 
-@pytest.mark.parametrize("curriculum", ["mixed", "sequential"])
-def test_resume_continues_bit_identically(curriculum: str, tiny_dataset: Path, second: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("curriculum", "optimizer"), [("mixed", "sgd"), ("sequential", "sgd"), ("mixed", "adamw")])
+def test_resume_continues_bit_identically(
+    curriculum: str, optimizer: str, tiny_dataset: Path, second: Path, tmp_path: Path
+) -> None:
     """Hyperband's contract: train to rung 1, checkpoint, resume to rung 2 == train to rung 2 at once."""
-    config = tiny_config(schedule_epochs=2, optimizer="sgd", lr=0.05, label_smoothing=0.1)
+    config = tiny_config(schedule_epochs=2, optimizer=optimizer, lr=0.05, label_smoothing=0.1)
     train = [tiny_dataset, second]
     kwargs = {"config": config, "train_fractions": [1.0, 0.5], "curriculum": curriculum}
     whole = train_torch(train, tiny_dataset, tmp_path / "whole.pt", epochs=2, **kwargs)
@@ -141,6 +143,27 @@ def test_resume_continues_bit_identically(curriculum: str, tiny_dataset: Path, s
     assert resumed.params["resumed_at_epoch"] == len(rung1.history) and resumed.final["epochs_trained"] > 0
     # The resumed run really continued: rung 1's weights differ from the final ones.
     assert not torch.equal(state(rung1.model_path)["model"]["classifier.weight"], cont["model"]["classifier.weight"])
+
+
+def test_resume_from_contiguous_optimizer_state_is_exact(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A checkpoint from a GPU (or from before channels-last) holds contiguous AdamW moments; the CPU model is
+    channels-last and fused AdamW mis-steps on mismatched strides, so the resume must re-lay the state out."""
+    config = tiny_config(schedule_epochs=2)
+    whole = train_torch([tiny_dataset], tiny_dataset, tmp_path / "whole.pt", config=config, epochs=2)
+    rung1 = train_torch([tiny_dataset], tiny_dataset, tmp_path / "rung1.pt", config=config, epochs=1)
+    payload = state(rung1.model_path)
+    moments = payload["optimizer"]["state"]
+    conv = [s["exp_avg"] for s in moments.values() if s["exp_avg"].ndim == 4 and s["exp_avg"].shape[1] > 1]
+    assert conv and not conv[0].is_contiguous()  # saved channels-last, as trained
+    for entry in moments.values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            entry[key] = entry[key].contiguous()
+    fields = {k: v for k, v in payload.items() if k not in ("format", "version", "kind", "architecture")}
+    relaid = save_checkpoint(tmp_path / "relaid.pt", kind="digit-cnn", architecture=payload["architecture"], **fields)
+    resumed = train_torch(
+        [tiny_dataset], tiny_dataset, tmp_path / "rung2.pt", config=config, epochs=2, resume_from=relaid
+    )
+    assert_same_tensors(state(whole.model_path)["model"], state(resumed.model_path)["model"])
 
 
 def test_sequential_curriculum_names_its_phases_like_the_sklearn_trainer(

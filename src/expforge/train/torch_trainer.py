@@ -330,11 +330,11 @@ def _make_optimizer(model: torch.nn.Module, config: TorchTrainConfig, device: to
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # Fused kernels (CUDA and CPU): one pass over all parameters instead of a dozen small kernels per tensor.
     if config.optimizer == "adamw":
-        # Fused AdamW on CUDA: one kernel for all parameters instead of dozens per step.
-        return torch.optim.AdamW(groups, lr=config.lr, fused=True if device.type == "cuda" else None)
+        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
     return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
+        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, fused=True
     )
 
 
@@ -427,15 +427,30 @@ def _new_trainer(config: TorchTrainConfig, device: torch.device, horizon_total: 
     how many random numbers initialisation consumed."""
     import torch
 
-    from expforge.train.device import needs_grad_scaler, seed_everything
+    from expforge.train.device import memory_format, needs_grad_scaler, seed_everything
     from expforge.train.digit_cnn import build_model
 
     seed_everything(config.seed, device)
-    model = build_model(config.spec()).to(device)
+    model = build_model(config.spec()).to(device, memory_format=memory_format(device))
     optimizer = _make_optimizer(model, config, device)
     scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, config.amp) else None
     generator = torch.Generator().manual_seed(config.seed)
     return _Trainer(model, optimizer, scaler, generator, config, device, horizon_total)
+
+
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's memory layout.
+
+    A checkpoint written on a GPU (or before channels-last) holds contiguous moments; the fused CPU kernels
+    assume that state and parameter share strides and silently compute garbage otherwise (torch 2.13)."""
+    import torch
+
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param).copy_(value)
 
 
 def _to_cpu(value: Any) -> Any:
@@ -580,6 +595,7 @@ def train_torch(
         trainer.optimizer.load_state_dict(payload["optimizer"])
         for group, kept in zip(trainer.optimizer.param_groups, current, strict=True):
             group.update(kept)  # fused kernels are a property of this device, not of the checkpoint
+        _match_layouts(trainer.optimizer)
         if trainer.scaler is not None and payload.get("grad_scaler"):
             trainer.scaler.load_state_dict(payload["grad_scaler"])
         restore_rng_state(payload["rng"], trainer.generator)
