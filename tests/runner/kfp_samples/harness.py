@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,10 +41,48 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 RUNNERS = ("ours", "kfp-local")
-# Arguments for pipelines whose parameters have no defaults (values taken from the samples' own tests).
+# Arguments for pipelines whose parameters have no defaults ("{workdir}" is the worker's scratch directory).
 ARGUMENTS: dict[str, dict[str, Any]] = {
-    "valid/pipeline_with_importer.py": {"dataset2": "gs://ml-pipeline-playground/shakespeare2.txt"},
+    "valid/arguments_parameters.py": {"param1": "hello", "param2": "world"},
+    "valid/container_io.py": {"text": "hello"},
+    "valid/container_with_artifact_output.py": {"num_epochs": 2},
+    "valid/container_with_concat_placeholder.py": {"text1": "hello"},
+    "valid/containerized_python_component.py": {"message1": "a", "message2": "b"},
+    "valid/critical/add_numbers.py": {"a": 1, "b": 2},
+    "valid/env_var.py": {"env_var": "ENV1"},
+    "valid/essential/concat_message.py": {"message1": "a", "message2": "b"},
+    "valid/essential/dict_input.py": {"struct": {"a": 1, "b": [2]}},
+    "valid/essential/lightweight_python_functions_pipeline.py": {"message": "hello"},
+    "valid/essential/lightweight_python_functions_with_outputs.py": {
+        "first_message": "a",
+        "first_number": 1,
+        "second_message": "b",
+        "second_number": 2,
+    },
+    "valid/identity.py": {"value": "x"},
+    "valid/local_execution/local_execution_pipeline_with_ignore_upstream_failure.py": {
+        "marker_path": "{workdir}/marker.txt"
+    },
+    "valid/local_execution/local_execution_pipeline_with_retry.py": {"counter_path": "{workdir}/counter.txt"},
+    "valid/pipeline_with_parallelfor_parallelism.py": {"loop_parameter": ["a", "b"]},
+    "valid/pipeline_with_parallelfor_pipeline_param.py": {"loop_parameter": ["a", "b"], "prefix": "p"},
+    "valid/preprocess.py": {"input_dict_parameter": {"a": 1}, "input_list_parameter": [1, 2], "message": "m"},
+    "valid/sequential_v1.py": {"param1": "a", "param2": "b"},
 }
+# Pipelines that contain a task failing on purpose: the run must end FAILED (besides everything under failing/).
+EXPECTED_FAILED = {
+    "core/exit_handler/exit_handler.py",
+    "valid/pipeline_as_exit_task.py",
+    "valid/pipeline_with_task_final_status.py",
+    "valid/pipeline_with_task_using_ignore_upstream_failure.py",
+    "valid/local_execution/local_execution_pipeline_with_ignore_upstream_failure.py",
+}
+# Files a run must leave behind to pass (relative to the worker's scratch directory), with their content.
+MARKERS = {
+    "valid/local_execution/local_execution_pipeline_with_ignore_upstream_failure.py": ("marker.txt", "cleanup_ran")
+}
+# A sample whose module would reach the network when imported is not imported at all.
+_NETWORK_AT_IMPORT = ("load_component_from_url", "kfp.Client(", "client.Client(")
 # Samples that assert a platform-specific value this runner deliberately does not give (it follows Vertex AI).
 DIVERGENCES: dict[str, str] = {
     "valid/critical/pipeline_with_input_status_state.py": (
@@ -64,7 +103,7 @@ def discover(only: str | None) -> list[str]:
 
 def expected_state(sample: str) -> str:
     """``FAILED`` for KFP's deliberately failing pipelines, else ``SUCCEEDED``."""
-    return "FAILED" if "/failing/" in f"/{sample}" else "SUCCEEDED"
+    return "FAILED" if "/failing/" in f"/{sample}" or sample in EXPECTED_FAILED else "SUCCEEDED"
 
 
 # --- the worker: one sample, one runner ----------------------------------------------------------------------
@@ -137,6 +176,37 @@ def _unsatisfied_packages(spec_path: Path) -> list[str]:
     return sorted(set(missing))
 
 
+_URL = re.compile(r"^(?:https?|gs|s3|minio)://")
+
+
+def _reaches_network(spec_path: Path) -> str | None:
+    """Why running this compiled spec would reach the network: gsutil, or a URL (https, gs, s3, minio) as a
+    constant input or parameter default."""
+    import yaml
+
+    text = spec_path.read_text(encoding="utf-8")
+    if "gsutil" in text:
+        return "runs gsutil (Cloud Storage)"
+
+    def walk(node: Any) -> str | None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("constant", "defaultValue") and isinstance(value, str) and _URL.match(value):
+                    return value
+                found = walk(value)
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for value in node:
+                found = walk(value)
+                if found:
+                    return found
+        return None
+
+    url = walk(next(yaml.safe_load_all(text)))
+    return f"takes the URL {url}" if url else None
+
+
 def _wants_gpu(spec_path: Path) -> bool:
     import yaml
 
@@ -147,6 +217,14 @@ def _wants_gpu(spec_path: Path) -> bool:
             if accelerator:
                 return True
     return False
+
+
+def _required_artifact_inputs(spec_path: Path) -> list[str]:
+    import yaml
+
+    document = next(yaml.safe_load_all(spec_path.read_text(encoding="utf-8")))
+    artifacts = ((document.get("root") or {}).get("inputDefinitions") or {}).get("artifacts") or {}
+    return sorted(name for name, spec in artifacts.items() if not spec.get("isOptional"))
 
 
 def _run_ours(spec_path: Path, arguments: dict[str, Any], workdir: Path) -> tuple[str, str]:
@@ -193,6 +271,8 @@ def worker(sample: str, runner: str, workdir: Path) -> dict[str, Any]:
 
     path = HERE / sample
     source = path.read_text(encoding="utf-8")
+    if any(marker in source for marker in _NETWORK_AT_IMPORT):
+        return {"status": "not-runnable", "why": "reaches the network (a KFP server or a URL) when imported"}
     _install_repo_shims(workdir)
     sys.path.insert(0, str(path.parent))
     try:
@@ -211,17 +291,32 @@ def worker(sample: str, runner: str, workdir: Path) -> dict[str, Any]:
     missing = _unsatisfied_packages(spec_path)
     if missing:
         return {"status": "not-runnable", "why": f"needs packages not installed here: {', '.join(missing)}"}
+    network = _reaches_network(spec_path)
+    if network:
+        return {"status": "not-runnable", "why": f"needs the network: {network}"}
     if _wants_gpu(spec_path):
         return {"status": "not-runnable", "why": "requests a GPU (this host has none)"}
-    arguments = ARGUMENTS.get(sample, {})
+    inputs = _required_artifact_inputs(spec_path)
+    if inputs:
+        return {"status": "not-runnable", "why": f"takes pipeline input artifacts ({', '.join(inputs)})"}
+    arguments = {
+        name: value.replace("{workdir}", str(workdir)) if isinstance(value, str) else value
+        for name, value in ARGUMENTS.get(sample, {}).items()
+    }
     started = time.monotonic()
     if runner == "ours":
         state, detail = _run_ours(spec_path, arguments, workdir)
     else:
         state, detail = _run_kfp_local(pipeline, arguments, workdir)
     expected = expected_state(sample)
+    passed = state == expected
+    if passed and sample in MARKERS:
+        name, content = MARKERS[sample]
+        marker = workdir / name
+        passed = marker.is_file() and marker.read_text(encoding="utf-8") == content
+        detail = detail if passed else f"{detail} (expected {name} to contain {content!r})"
     outcome = {
-        "status": "pass" if state == expected else "fail",
+        "status": "pass" if passed else "fail",
         "pipeline": getattr(pipeline, "name", "?"),
         "state": state,
         "expected": expected,
@@ -249,18 +344,34 @@ def _offline_env() -> dict[str, str]:
 
 
 def _run_worker(sample: str, runner: str, timeout: float) -> dict[str, Any]:
+    """One worker process; on timeout it gets SIGINT (our runner then cancels its tasks), then SIGKILL."""
     with tempfile.TemporaryDirectory(prefix="kfp-sample-") as workdir:
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", sample, runner, workdir]
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_offline_env(),
+            cwd=workdir,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, env=_offline_env(), cwd=workdir
-            )
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
             return {"status": "fail", "state": "TIMEOUT", "detail": f"did not finish within {timeout:.0f} s"}
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
         if not lines:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            return {"status": "fail", "state": "CRASHED", "detail": f"worker exit {done.returncode}: {tail[:400]}"}
+            tail = " | ".join(stderr.strip().splitlines()[-3:])
+            return {"status": "fail", "state": "CRASHED", "detail": f"worker exit {process.returncode}: {tail[:400]}"}
         return json.loads(lines[-1])
 
 
