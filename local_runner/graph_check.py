@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
 from expforge.errors import ExpforgeError
+from expforge.local_runner import values
 
 
 def task_dependencies(task: pb.PipelineTaskSpec) -> list[tuple[str, str]]:
@@ -97,6 +98,20 @@ def _check_executor(deployment: pb.PipelineDeploymentConfig, component_name: str
     raise ExpforgeError(f"executor {label!r} is a {kind} executor; the local runner runs container and importer")
 
 
+def _check_defaults(component_name: str, component: pb.ComponentSpec) -> None:
+    """Every parameter default must have the parameter's declared type (protobuf accepts any JSON value)."""
+    for name, spec in sorted(component.input_definitions.parameters.items()):
+        if not spec.HasField("default_value"):
+            continue
+        default = values.from_protobuf(spec.default_value)
+        try:
+            values.coerce(default, spec.parameter_type)
+        except (TypeError, ValueError) as exc:
+            where = "pipeline parameter" if component_name == "root" else f"input of {component_name}"
+            kind = values.type_name(spec.parameter_type)
+            raise ExpforgeError(f"{where} {name!r} ({kind}): default value {exc}") from None
+
+
 def check_pipeline_graph(spec: pb.PipelineSpec, deployment: pb.PipelineDeploymentConfig) -> None:
     """Raise :class:`ExpforgeError` for the first broken reference or dependency cycle in any DAG."""
     dags = [("root", spec.root)] + [(name, c) for name, c in sorted(spec.components.items()) if c.HasField("dag")]
@@ -117,5 +132,7 @@ def check_pipeline_graph(spec: pb.PipelineSpec, deployment: pb.PipelineDeploymen
     cycle = find_cycle(nesting)
     if cycle is not None:
         raise ExpforgeError(f"components nest themselves: {' -> '.join(cycle)} (a DAG would contain itself)")
+    _check_defaults("root", spec.root)
     for name, component in sorted(spec.components.items()):
+        _check_defaults(name, component)
         _check_executor(deployment, name, component)

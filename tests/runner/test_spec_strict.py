@@ -238,3 +238,9 @@ def test_fuzzed_text_is_refused_cleanly(tmp_path, text) -> None:
         load_pipeline_spec(path)
     except ExpforgeError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_default_of_the_wrong_type_is_named(compiled, tmp_path) -> None:
+    broken = copy.deepcopy(compiled)
+    broken["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] = "one"
+    assert refusal(write(tmp_path, broken)) == "pipeline parameter 'n' (int): default value expected an int, got 'one'"
