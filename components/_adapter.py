@@ -30,6 +30,7 @@ from kfp import dsl
 from kfp.dsl import python_component
 
 from expforge.cli_errors import bad_input_exits
+from expforge.executor_config import step_function_name
 
 IMAGE_REPOSITORY_PREFIX = "expforge"
 DEFAULT_IMAGE_TAG = "latest"
@@ -42,11 +43,6 @@ STEP_COMPONENTS: dict[str, python_component.PythonComponent] = {}
 def default_image(step: str) -> str:
     """The image a step runs in when no image map is given (``make images`` tags it too)."""
     return f"{IMAGE_REPOSITORY_PREFIX}/{step}:{DEFAULT_IMAGE_TAG}"
-
-
-def step_function_name(step: str) -> str:
-    """Python name of a step's component function and module (``render-font-digits`` → ``render_font_digits``)."""
-    return step.replace("-", "_")
 
 
 def _tracked_and_clean_on_bad_input(step: str, func: F) -> F:

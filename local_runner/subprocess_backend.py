@@ -44,7 +44,7 @@ def prepare_containerized_component(argv: list[str], task_dir: Path) -> None:
     if "--function_to_execute" not in argv or argv.index("--function_to_execute") + 1 >= len(argv):
         return
     function = argv[argv.index("--function_to_execute") + 1]
-    from expforge.components.kfp_config import write_kfp_config
+    from expforge.executor_config import write_kfp_config
 
     step = function.replace("_", "-")
     with contextlib.suppress(SystemExit):  # not an expforge component: let KFP's executor report it
