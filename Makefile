@@ -67,6 +67,14 @@ images: venv fonts ## Build the base and every component image, tagged by conten
 compile: venv ## Compile every pipeline to YAML under build/pipelines (uses build/images.json when present)
 	$(EXPFORGE) compile --output $(PIPELINES_OUT) $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
 
+# make dev-run PIPELINE=mnist-synthetic [PARAMS="k=v k2=v2"]: the pipeline compiled against build/images.json and
+# run with this tree's code mounted into each task's image (`expforge run --dev`): an edit needs no `make images`.
+.PHONY: dev-run
+dev-run: venv ## Run PIPELINE with the working tree's code in its images, no image build (expforge run --dev)
+	$(EXPFORGE) compile --pipeline "$(or $(PIPELINE),mnist-synthetic)" --output $(BUILD)/dev \
+	  $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
+	$(EXPFORGE) run --dev "$(BUILD)/dev/$(or $(PIPELINE),mnist-synthetic).yaml" $(foreach p,$(PARAMS),-p "$(p)")
+
 .PHONY: demo
 demo: venv fonts ## Compile mnist-synthetic and run it end to end (in its Docker images when Docker is available)
 	@if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then \

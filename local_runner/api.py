@@ -21,6 +21,7 @@ from expforge.local_runner.artifacts import LocalStorage, RuntimeArtifact, conte
 from expforge.local_runner.backends import Backend, select_backend
 from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.context import Outcome, RunContext
+from expforge.local_runner.devmode import code_record, dev_backend
 from expforge.local_runner.progress import ProgressReporter
 from expforge.local_runner.record import RunRecord, TaskState, now_iso
 from expforge.local_runner.resources import (
@@ -183,6 +184,7 @@ def run_pipeline(
     run_id: str | None = None,
     tracking: str = "local",
     task_env: Mapping[str, str] | None = None,
+    dev: bool = False,
 ) -> RunResult:
     """Execute a compiled pipeline YAML locally and return its result (``run.json`` is written as it goes).
 
@@ -191,6 +193,7 @@ def run_pipeline(
     or a :class:`~expforge.local_runner.backends.Backend` instance. ``tracking`` (``local`` SQLite under
     ``root``, ``gcp`` or ``off``) and ``task_env`` configure what the tasks report to. Raises
     :class:`ExpforgeError` for bad input; a failing *task* is not an exception but a ``FAILED`` result.
+    ``dev`` runs Docker tasks with the working tree's code mounted into their images (:mod:`.devmode`).
     """
     spec = load_pipeline_spec(spec_path)
     parameters, artifact_inputs = resolve_pipeline_inputs(spec.root, dict(params or {}))
@@ -212,6 +215,8 @@ def run_pipeline(
 
     runner = select_backend(backend, max_parallel=slots) if isinstance(backend, str) else backend
     try:
+        if dev:
+            runner = dev_backend(runner, root_dir)
         runner.check_images(spec.container_images())
         try:
             run_dir.mkdir(parents=True, exist_ok=False)
@@ -223,6 +228,7 @@ def run_pipeline(
             "pipeline": spec.name,
             "pipeline_file": str(Path(spec_path).absolute()),
             "backend": runner.name,
+            "code": code_record(runner),
             "max_parallel": slots,
             "host": {"cpus": capacity.cpus, "memory": capacity.memory, "gpus": capacity.gpus},
             "cache": use_cache,

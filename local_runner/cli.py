@@ -49,6 +49,12 @@ def run(
         "--allow-cpu-fallback",
         help="On a host without a GPU, run GPU tasks without one (warns) instead of failing.",
     ),
+    dev: bool = typer.Option(
+        False,
+        "--dev",
+        help="Run each Docker task in its image with this working tree's expforge code mounted read-only over "
+        "the installed package: an edit needs no image build (run from your checkout).",
+    ),
 ) -> None:
     """Run a compiled KFP v2 pipeline locally: each task in its component image (or as a local process)."""
     from expforge.local_runner.api import run_pipeline
@@ -74,6 +80,7 @@ def run(
                 max_parallel=max_parallel,
                 use_cache=not no_cache,
                 allow_cpu_fallback=allow_cpu_fallback,
+                dev=dev,
                 progress=default_reporter(),
                 tracking=tracking,
                 task_env=task_env,

@@ -31,7 +31,10 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
-    """Add ``submit`` to the expforge CLI."""
+    """Add ``submit`` and the other cloud commands (bigquery, templates, schedule, looker-url) to the CLI."""
+    from expforge.bigquery.cli import register as register_bigquery
+
+    register_bigquery(app)
 
     @command("submit")
     def submit(

@@ -95,12 +95,18 @@ class BigQueryEmulator(StandInServer):
             project=self.project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.endpoint}
         )
 
-    def create_datasets(self, names: Sequence[str]) -> None:
-        """Create datasets (existing ones are fine)."""
+    def create_datasets(self, names: Sequence[str], *, tables: bool = True) -> None:
+        """Create datasets (existing ones are fine) and, unless ``tables=False``, their tracking tables and
+        views with ``expforge bigquery setup`` — the tracker itself creates nothing, as in production."""
+        from expforge.bigquery.setup import run_setup
+
         client = self.client()
         try:
             for name in names:
-                client.create_dataset(f"{self.project}.{name}", exists_ok=True, retry=None, timeout=30)
+                if tables:
+                    run_setup(self.project, name, client=client)
+                else:
+                    client.create_dataset(f"{self.project}.{name}", exists_ok=True, retry=None, timeout=30)
         finally:
             client.close()
 
