@@ -45,6 +45,7 @@ from typing import Any
 from expforge.errors import ExpforgeError
 from expforge.local_runner import safefs
 from expforge.local_runner.backends import Launch, LaunchResult, signal_reason
+from expforge.local_runner.custom_path import CustomPathError, adopt_from_container
 
 _PING_TIMEOUT_S = 5
 NETWORK_ENV = "EXPFORGE_DOCKER_NETWORK"
@@ -291,6 +292,13 @@ class DockerBackend:
                     log.write(f"docker: {exc}\n".encode())
                     return LaunchResult(125, 0.0, f"docker: {exc}")
             exit_code = int(status.get("StatusCode", -1))
+            if exit_code == 0:
+                try:  # outputs written to an Artifact.set_path location inside the (exited) container
+                    adopt_from_container(container, launch.task_dir)
+                except (CustomPathError, OSError) as exc:
+                    with os.fdopen(safefs.open_append(launch.log_path), "ab") as log:
+                        log.write(f"expforge: {exc}\n".encode())
+                    return LaunchResult(1, 0.0, f"the task exited 0 but {exc}")
             return LaunchResult(exit_code, *self._runtime_and_reason(container, exit_code))
         finally:
             if handed:

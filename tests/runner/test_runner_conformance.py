@@ -642,3 +642,32 @@ def test_kfp_sample_pipelines_pass_on_our_runner(sample) -> None:
     outcome = _harness()._run_worker(sample, "ours", timeout=300)
     assert outcome["status"] == "pass", outcome
     assert outcome["state"] == "SUCCEEDED"
+
+
+@pytest.mark.docker
+def test_artifact_set_path_inside_a_container_is_copied_out(docker_run, docker_image, tmp_path) -> None:
+    component = _component(docker_image)
+    decoy = Path("/tmp/out_dataset_expforge_decoy")  # the same path on the host must never be read
+
+    @component
+    def produce(out: Output[Dataset]):
+        out.set_path("/tmp/out_dataset_expforge_decoy")
+        with open(out.path, "w") as handle:
+            handle.write("from the container")
+
+    @component
+    def consume(data: Input[Dataset]) -> str:
+        with open(data.path) as handle:
+            return handle.read()
+
+    @dsl.pipeline(name="custom-path-docker")
+    def pipeline() -> str:
+        return consume(data=produce().outputs["out"]).output
+
+    decoy.write_text("from the host")
+    try:
+        result = docker_run(pipeline)
+    finally:
+        decoy.unlink()
+    assert result.pipeline_outputs == {"Output": "from the container"}
+    assert (result.run_dir / "produce" / "out").read_text() == "from the container"
