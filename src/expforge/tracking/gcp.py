@@ -24,16 +24,17 @@ import copy
 import hashlib
 import logging
 import math
+import os
 import re
+import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
-from expforge.gcloud_clients import bigquery_client, firestore_client, init_aiplatform
 from expforge.tracking.base import (
     RunFilter,
     RunRecord,
@@ -162,7 +163,17 @@ class BigQuerySink:
     def client(self) -> Any:
         """The BigQuery client (created on first use; anonymous against a stand-in)."""
         if self._client is None:
-            self._client = bigquery_client(self.settings.project, endpoint=self.settings.bigquery_endpoint)
+            from google.cloud import bigquery
+
+            kwargs: dict[str, Any] = {}
+            if self.settings.bigquery_endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                kwargs = {
+                    "credentials": AnonymousCredentials(),
+                    "client_options": {"api_endpoint": self.settings.bigquery_endpoint},
+                }
+            self._client = bigquery.Client(project=self.settings.project, **kwargs)
         return self._client
 
     def table_ref(self, table: str) -> str:
@@ -250,6 +261,25 @@ class BigQuerySink:
             self._client.close()
 
 
+_ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set one variable while a client is constructed: the Firestore client reads its emulator host from the
+    process environment at construction only, and the configuration may come from elsewhere (a task env)."""
+    with _ENV_LOCK:
+        previous = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
+
+
 class FirestoreSink:
     """One document per run in ``<collection>/<run id>``, updated with merges (batched writes)."""
 
@@ -263,7 +293,11 @@ class FirestoreSink:
     def client(self) -> Any:
         """The Firestore client (``FIRESTORE_EMULATOR_HOST`` points it at the emulator)."""
         if self._client is None:
-            self._client = firestore_client(self.settings.project, emulator_host=self.settings.firestore_emulator_host)
+            from google.cloud import firestore
+
+            host = self.settings.firestore_emulator_host
+            with _environment("FIRESTORE_EMULATOR_HOST", host) if host else contextlib.nullcontext():
+                self._client = firestore.Client(project=self.settings.project)
         return self._client
 
     def send(self, entries: list[dict[str, Any]]) -> SendResult:
@@ -329,15 +363,22 @@ class VertexSink:
         from google.cloud import aiplatform  # noqa: F401 - loads the SDK's loggers so they can be quietened
 
         _quiet_aiplatform()
-        if self.settings.vertex_endpoint and not self.settings.vertex_ca_cert:
-            raise ExpforgeError("EXPFORGE_VERTEX_ENDPOINT is set but GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is not")
-        init_aiplatform(
-            self.settings.project,
-            self.settings.region,
-            endpoint=self.settings.vertex_endpoint,
-            ca_cert=self.settings.vertex_ca_cert,
-            experiment=experiment,
-        )
+        if self.settings.vertex_endpoint:
+            from expforge.standins.vertex import init_aiplatform
+
+            if not self.settings.vertex_ca_cert:
+                raise ExpforgeError("EXPFORGE_VERTEX_ENDPOINT is set but GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is not")
+            init_aiplatform(
+                self.settings.project,
+                self.settings.region,
+                self.settings.vertex_endpoint,
+                self.settings.vertex_ca_cert,
+                experiment=experiment,
+            )
+        else:
+            from google.cloud import aiplatform
+
+            aiplatform.init(project=self.settings.project, location=self.settings.region, experiment=experiment)
         self._experiment = experiment
         _quiet_aiplatform()
 
