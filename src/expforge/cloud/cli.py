@@ -63,6 +63,8 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
         api_endpoint: str | None = typer.Option(
             None, "--api-endpoint", envvar=ENDPOINT_ENV, help=f"Vertex AI API endpoint (env {ENDPOINT_ENV})."
         ),
+        wait: bool = typer.Option(False, "--wait", help="Watch the run until it ends; exit 0 only on SUCCEEDED."),
+        poll_interval: float = typer.Option(10.0, "--poll-interval", help="Seconds between --wait polls."),
     ) -> None:
         """Compile and submit a pipeline to Vertex AI Pipelines; print the console URL."""
         from expforge.cloud.submit import submit_pipeline
@@ -97,3 +99,7 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
         if result.experiment:
             typer.echo(f"attached to experiment {result.experiment}", err=True)
         typer.echo(result.console_url)
+        if wait:
+            from expforge.cloud.wait import watch_vertex
+
+            raise typer.Exit(watch_vertex(result, options["api_endpoint"], poll_interval))

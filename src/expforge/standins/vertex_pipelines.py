@@ -5,7 +5,8 @@ service would: a pipeline spec with a root and a name, a ``gs://`` pipeline root
 declares, valid labels. Like Vertex it creates the job's ``system.Pipeline`` and ``system.PipelineRun``
 metadata contexts and reports the run context in ``job_detail``: ``PipelineJob.submit(experiment=...)`` waits
 for that context to attach the run to the experiment. Jobs stay ``PENDING`` until a test moves them with
-:meth:`Pipelines.set_state`.
+:meth:`Pipelines.set_state`, or, after :meth:`Pipelines.play`, live a scripted life that advances one step per
+``GetPipelineJob`` (:mod:`expforge.standins.vertex_progress`), which is what ``submit --wait`` watches.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from expforge.standins.vertex_filter import compile_filter
 from expforge.standins.vertex_grpc import V1, RpcFailure, Service, already_exists, invalid, not_found, rpc
 from expforge.standins.vertex_metadata import Metadata
 from expforge.standins.vertex_operations import Operations
+from expforge.standins.vertex_progress import Frame, Life, apply, frames
 from expforge.standins.vertex_resources import NumericIds, check_location, copy_message, now, paginate
 
 _JOB_ID = re.compile(r"[a-z][-a-z0-9]{0,127}")
@@ -69,6 +71,18 @@ class Pipelines(Service):
         self._lock = threading.RLock()
         self._ids = NumericIds(5_000_000_000_000_000_000)
         self.jobs: dict[str, types.PipelineJob] = {}
+        self.life: Life | None = None  # the life of jobs created from now on (None: they stay PENDING)
+        self._lives: dict[str, list[Frame]] = {}
+
+    def play(self, life: Life | None = Life()) -> None:
+        """Jobs created from now on live ``life`` (one step per GetPipelineJob); None: they stay PENDING."""
+        with self._lock:
+            self.life = life
+
+    def _advance(self, name: str) -> None:
+        remaining = self._lives.get(name)
+        if remaining:
+            apply(self.jobs[name], remaining.pop(0), now())
 
     def _job(self, name: str) -> types.PipelineJob:
         if name not in self.jobs:
@@ -133,12 +147,17 @@ class Pipelines(Service):
             job.state = types.PipelineState.PIPELINE_STATE_PENDING
             self._record_contexts(request.parent, job_id, job)
             self.jobs[name] = job
+            if self.life is not None:
+                spec = json_format.MessageToDict(types.PipelineJob.pb(job).pipeline_spec)
+                self._lives[name] = frames(spec, self.life)
             return copy_message(job)
 
     @rpc(types.GetPipelineJobRequest, types.PipelineJob)
     def get_pipeline_job(self, request: types.GetPipelineJobRequest) -> types.PipelineJob:
-        """One job."""
+        """One job (a job with a scripted life moves one step first)."""
         with self._lock:
+            self._job(request.name)
+            self._advance(request.name)
             return copy_message(self._job(request.name))
 
     @rpc(types.ListPipelineJobsRequest, types.ListPipelineJobsResponse)
@@ -164,6 +183,7 @@ class Pipelines(Service):
                 raise RpcFailure(
                     grpc.StatusCode.FAILED_PRECONDITION, f"PipelineJob {request.name} has already finished."
                 )
+            self._lives.pop(request.name, None)
             self.set_state(request.name, types.PipelineState.PIPELINE_STATE_CANCELLED)
         return empty_pb2.Empty()
 
