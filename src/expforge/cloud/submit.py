@@ -23,6 +23,7 @@ from typing import Any
 
 from expforge.cloud.labels import check_labels
 from expforge.errors import ExpforgeError
+from expforge.gcloud_clients import anonymous_credentials, init_aiplatform, is_local_endpoint
 
 DEFAULT_IMAGES_JSON = Path("build/images.json")
 CONSOLE_URL = "https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job_id}?project={project}"
@@ -33,7 +34,6 @@ _REGION = re.compile(r"[a-z]+(?:-[a-z]+)+[0-9]+")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _EXPERIMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 _JOB_ID = re.compile(r"[a-z][-a-z0-9]{0,127}")
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _unpullable_images(template: Path) -> list[str]:
 
 
 def _is_local(endpoint: str | None) -> bool:
-    return bool(endpoint) and endpoint.rsplit(":", 1)[0] in _LOCAL_HOSTS  # type: ignore[union-attr]
+    return is_local_endpoint(endpoint)
 
 
 @contextlib.contextmanager
@@ -218,13 +218,12 @@ def submit_pipeline(
         template, name = _template(pipeline, images, Path(tmp))
         values = _parameter_values(template, parameters or {})
 
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud import aiplatform, aiplatform_v1
         from google.cloud.aiplatform import initializer
 
-        if credentials is None and (dry_run or _is_local(api_endpoint)):
-            credentials = AnonymousCredentials()
-        aiplatform.init(project=project, location=region, api_endpoint=api_endpoint, credentials=credentials)
+        if credentials is None and dry_run:
+            credentials = anonymous_credentials()  # (a dry run sends nothing; a local endpoint is anonymous anyway)
+        init_aiplatform(project, region, endpoint=api_endpoint, credentials=credentials)
         if api_endpoint is None:
             initializer.global_config._api_endpoint = None  # (aiplatform.init never clears a previous endpoint)
         try:

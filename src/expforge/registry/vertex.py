@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.gcloud_clients import init_aiplatform, storage_client
 from expforge.registry.base import (
     DEFAULT_ALIAS,
     ModelRegistry,
@@ -43,7 +44,6 @@ BUCKET_ENV = "EXPFORGE_MODEL_BUCKET"
 GCS_BUCKET_ENV = "EXPFORGE_GCS_BUCKET"  # the project's general bucket: used when no model bucket is named
 SERVING_IMAGE_ENV = "EXPFORGE_SERVING_IMAGE"
 CLASSIFICATION_METRICS_SCHEMA = "gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml"
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ def _require_env(name: str, purpose: str) -> str:
     if not value:
         raise ExpforgeError(f"{name}: not set; the Vertex registry needs {purpose}")
     return value
-
-
-def _is_local_endpoint(endpoint: str | None) -> bool:
-    return bool(endpoint) and endpoint.rsplit(":", 1)[0] in LOCAL_HOSTS
 
 
 def _api_error(action: str, exc: Exception) -> ExpforgeError:
@@ -104,24 +100,13 @@ class VertexRegistry(ModelRegistry):
         api_endpoint: str | None = None,
         credentials: Any = None,
     ) -> None:
-        from google.cloud import aiplatform
-
         self.project = project
         self.location = location
         self.bucket, self.prefix = parse_bucket(bucket)
         self.serving_image = serving_image
         self.api_endpoint = api_endpoint
-        if credentials is None and _is_local_endpoint(api_endpoint):
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials = AnonymousCredentials()  # the local stand-in: no Google account involved
-        self.credentials = credentials
-        init: dict[str, Any] = {"project": project, "location": location}
-        if api_endpoint:
-            init["api_endpoint"] = api_endpoint
-        if credentials is not None:
-            init["credentials"] = credentials
-        aiplatform.init(**init)
+        # (a stand-in endpoint on this machine gets anonymous credentials: no Google account involved)
+        self.credentials = init_aiplatform(project, location, endpoint=api_endpoint, credentials=credentials)
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> VertexRegistry:
@@ -144,13 +129,7 @@ class VertexRegistry(ModelRegistry):
     # --- Cloud Storage -----------------------------------------------------------------------------------
 
     def _storage(self) -> Any:
-        from google.cloud import storage
-
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
-
-            return storage.Client(project=self.project, credentials=AnonymousCredentials())
-        return storage.Client(project=self.project, credentials=self.credentials)
+        return storage_client(self.project, credentials=self.credentials)
 
     def _upload_files(self, source: Path, name: str) -> tuple[str, list[Any]]:
         """Upload a file or a directory tree under a fresh prefix; return its ``gs://`` directory and the blobs."""

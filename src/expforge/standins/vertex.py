@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.gcloud_clients import check_tls as check_tls  # (re-exported: stand-in users call it from here)
+from expforge.gcloud_clients import init_aiplatform as gcloud_init_aiplatform
+from expforge.gcloud_clients import trust_roots
 from expforge.standins.vertex_grpc import CapturedRequest, Dispatcher, Service
 
 ROOTS_ENV = "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"
@@ -152,34 +155,10 @@ def trust_certificate(ca_cert: Path | str) -> Path:
 
     gRPC reads the variable (and the file) once per process, when it first loads its roots (the first secure
     channel), so call this before any channel exists. All stand-ins of a process serve the same certificate
-    (``tls.process_cert``), so one call covers them all. Roots the variable named before are kept.
+    (``tls.process_cert``), so one call covers them all. Roots the variable named before are kept
+    (:func:`expforge.gcloud_clients.trust_roots`).
     """
-    from expforge.standins.tls import ServerCert, trust_bundle
-
-    cert = ServerCert(Path(ca_cert), Path(ca_cert).with_name("key.pem"))
-    roots = trust_bundle(cert, os.environ.get(ROOTS_ENV))
-    os.environ[ROOTS_ENV] = str(roots)
-    return roots
-
-
-def check_tls(endpoint: str, timeout: float = 10.0) -> None:
-    """Fail clearly when this process's gRPC does not trust the stand-in (instead of SDK retries that hang).
-
-    That happens when a secure channel was created before ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` named the
-    stand-in's certificate: gRPC keeps the roots it loaded first. Set it early (e.g. at test collection).
-    """
-    import grpc
-
-    channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials())
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        raise ExpforgeError(
-            f"{endpoint}: no TLS connection to the Vertex stand-in within {timeout:.0f}s; if gRPC loaded its roots "
-            f"before {ROOTS_ENV} named the stand-in's certificate, call trust_certificate() at process start"
-        ) from None
-    finally:
-        channel.close()
+    return trust_roots(ca_cert)
 
 
 def init_aiplatform(
@@ -193,16 +172,11 @@ def init_aiplatform(
     **kwargs: Any,
 ) -> None:
     """``aiplatform.init`` aimed at a stand-in: its endpoint, anonymous credentials, its certificate trusted."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import aiplatform
-
-    trust_certificate(ca_cert)
-    check_tls(endpoint)
-    aiplatform.init(
-        project=project,
-        location=location,
-        api_endpoint=endpoint,
-        credentials=AnonymousCredentials(),
+    gcloud_init_aiplatform(
+        project,
+        location,
+        endpoint=endpoint,
+        ca_cert=ca_cert,
         experiment=experiment,
         staging_bucket=staging_bucket,
         **kwargs,

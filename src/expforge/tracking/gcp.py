@@ -24,17 +24,16 @@ import copy
 import hashlib
 import logging
 import math
-import os
 import re
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.gcloud_clients import bigquery_client, firestore_client, init_aiplatform
 from expforge.tracking.base import (
     RunFilter,
     RunRecord,
@@ -163,17 +162,7 @@ class BigQuerySink:
     def client(self) -> Any:
         """The BigQuery client (created on first use; anonymous against a stand-in)."""
         if self._client is None:
-            from google.cloud import bigquery
-
-            kwargs: dict[str, Any] = {}
-            if self.settings.bigquery_endpoint:
-                from google.auth.credentials import AnonymousCredentials
-
-                kwargs = {
-                    "credentials": AnonymousCredentials(),
-                    "client_options": {"api_endpoint": self.settings.bigquery_endpoint},
-                }
-            self._client = bigquery.Client(project=self.settings.project, **kwargs)
+            self._client = bigquery_client(self.settings.project, endpoint=self.settings.bigquery_endpoint)
         return self._client
 
     def table_ref(self, table: str) -> str:
@@ -186,14 +175,28 @@ class BigQuerySink:
         return DEFAULT_RETRY.with_deadline(self.settings.timeout_s)
 
     def ensure_tables(self) -> None:
-        """Create nothing: ``expforge bigquery setup`` makes the dataset, the tables and the views (a missing
-        table surfaces as :func:`expforge.bigquery.check.missing_tables_error` at the first insert or query)."""
+        """Create the dataset and both tables from ``schemas/*.json`` when missing."""
+        from importlib import resources
+
+        from google.cloud import bigquery
+
+        client = self.client
+        client.create_dataset(
+            bigquery.Dataset(f"{self.settings.project}.{self.settings.dataset}"),
+            exists_ok=True,
+            retry=self._retry(),
+            timeout=self.settings.timeout_s,
+        )
+        for table in TABLES:
+            with resources.as_file(resources.files("expforge.tracking") / "schemas" / f"{table}.json") as path:
+                schema = client.schema_from_json(str(path))
+            client.create_table(
+                bigquery.Table(self.table_ref(table), schema=schema),
+                exists_ok=True,
+                retry=self._retry(),
+                timeout=self.settings.timeout_s,
+            )
         self._tables_ready = True
-
-    def _missing(self, exc: BaseException) -> ExpforgeError:
-        from expforge.bigquery.check import missing_tables_error
-
-        return missing_tables_error(self.settings.project, self.settings.dataset, str(getattr(exc, "message", exc)))
 
     def send(self, entries: list[dict[str, Any]]) -> SendResult:
         """Insert the entries' rows, per table in chunks of 500; per-row errors are retried or rejected."""
@@ -209,8 +212,9 @@ class BigQuerySink:
                     chunk = rows[start : start + 500]
                     try:
                         errors = self._insert(table, chunk)
-                    except NotFound as exc:  # no tables: setup was not run (the tracker creates nothing)
-                        raise self._missing(exc) from None
+                    except NotFound:  # tables dropped (or a fresh stand-in): recreate once and resend
+                        self.ensure_tables()
+                        errors = self._insert(table, chunk)
                     failed: set[int] = set()
                     for item in errors:
                         index = int(item.get("index", -1))
@@ -245,39 +249,13 @@ class BigQuerySink:
             self.ensure_tables()
         text = sql.format(runs=f"`{self.table_ref('runs')}`", points=f"`{self.table_ref('metric_points')}`")
         config = bigquery.QueryJobConfig(query_parameters=params or [])
-        from google.api_core.exceptions import NotFound
-
-        try:  # (job_retry=None: the client would otherwise retry a job insert for 10 minutes)
-            job = self.client.query(
-                text, job_config=config, retry=self._retry(), job_retry=None, timeout=self.settings.timeout_s
-            )
-            return [dict(row) for row in job.result(retry=self._retry(), timeout=self.settings.timeout_s)]
-        except NotFound as exc:
-            raise self._missing(exc) from None
+        job = self.client.query(text, job_config=config, retry=self._retry(), timeout=self.settings.timeout_s)
+        return [dict(row) for row in job.result(retry=self._retry(), timeout=self.settings.timeout_s)]
 
     def close(self) -> None:
         """Close the HTTP session."""
         if self._client is not None:
             self._client.close()
-
-
-_ENV_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """Set one variable while a client is constructed: the Firestore client reads its emulator host from the
-    process environment at construction only, and the configuration may come from elsewhere (a task env)."""
-    with _ENV_LOCK:
-        previous = os.environ.get(name)
-        os.environ[name] = value
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = previous
 
 
 class FirestoreSink:
@@ -293,11 +271,7 @@ class FirestoreSink:
     def client(self) -> Any:
         """The Firestore client (``FIRESTORE_EMULATOR_HOST`` points it at the emulator)."""
         if self._client is None:
-            from google.cloud import firestore
-
-            host = self.settings.firestore_emulator_host
-            with _environment("FIRESTORE_EMULATOR_HOST", host) if host else contextlib.nullcontext():
-                self._client = firestore.Client(project=self.settings.project)
+            self._client = firestore_client(self.settings.project, emulator_host=self.settings.firestore_emulator_host)
         return self._client
 
     def send(self, entries: list[dict[str, Any]]) -> SendResult:
@@ -363,22 +337,15 @@ class VertexSink:
         from google.cloud import aiplatform  # noqa: F401 - loads the SDK's loggers so they can be quietened
 
         _quiet_aiplatform()
-        if self.settings.vertex_endpoint:
-            from expforge.standins.vertex import init_aiplatform
-
-            if not self.settings.vertex_ca_cert:
-                raise ExpforgeError("EXPFORGE_VERTEX_ENDPOINT is set but GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is not")
-            init_aiplatform(
-                self.settings.project,
-                self.settings.region,
-                self.settings.vertex_endpoint,
-                self.settings.vertex_ca_cert,
-                experiment=experiment,
-            )
-        else:
-            from google.cloud import aiplatform
-
-            aiplatform.init(project=self.settings.project, location=self.settings.region, experiment=experiment)
+        if self.settings.vertex_endpoint and not self.settings.vertex_ca_cert:
+            raise ExpforgeError("EXPFORGE_VERTEX_ENDPOINT is set but GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is not")
+        init_aiplatform(
+            self.settings.project,
+            self.settings.region,
+            endpoint=self.settings.vertex_endpoint,
+            ca_cert=self.settings.vertex_ca_cert,
+            experiment=experiment,
+        )
         self._experiment = experiment
         _quiet_aiplatform()
 
