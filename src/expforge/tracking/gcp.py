@@ -175,28 +175,14 @@ class BigQuerySink:
         return DEFAULT_RETRY.with_deadline(self.settings.timeout_s)
 
     def ensure_tables(self) -> None:
-        """Create the dataset and both tables from ``schemas/*.json`` when missing."""
-        from importlib import resources
-
-        from google.cloud import bigquery
-
-        client = self.client
-        client.create_dataset(
-            bigquery.Dataset(f"{self.settings.project}.{self.settings.dataset}"),
-            exists_ok=True,
-            retry=self._retry(),
-            timeout=self.settings.timeout_s,
-        )
-        for table in TABLES:
-            with resources.as_file(resources.files("expforge.tracking") / "schemas" / f"{table}.json") as path:
-                schema = client.schema_from_json(str(path))
-            client.create_table(
-                bigquery.Table(self.table_ref(table), schema=schema),
-                exists_ok=True,
-                retry=self._retry(),
-                timeout=self.settings.timeout_s,
-            )
+        """Create nothing: ``expforge bigquery setup`` makes the dataset, the tables and the views (a missing
+        table surfaces as :func:`expforge.bigquery.check.missing_tables_error` at the first insert or query)."""
         self._tables_ready = True
+
+    def _missing(self, exc: BaseException) -> ExpforgeError:
+        from expforge.bigquery.check import missing_tables_error
+
+        return missing_tables_error(self.settings.project, self.settings.dataset, str(getattr(exc, "message", exc)))
 
     def send(self, entries: list[dict[str, Any]]) -> SendResult:
         """Insert the entries' rows, per table in chunks of 500; per-row errors are retried or rejected."""
@@ -212,9 +198,8 @@ class BigQuerySink:
                     chunk = rows[start : start + 500]
                     try:
                         errors = self._insert(table, chunk)
-                    except NotFound:  # tables dropped (or a fresh stand-in): recreate once and resend
-                        self.ensure_tables()
-                        errors = self._insert(table, chunk)
+                    except NotFound as exc:  # no tables: setup was not run (the tracker creates nothing)
+                        raise self._missing(exc) from None
                     failed: set[int] = set()
                     for item in errors:
                         index = int(item.get("index", -1))
@@ -249,8 +234,15 @@ class BigQuerySink:
             self.ensure_tables()
         text = sql.format(runs=f"`{self.table_ref('runs')}`", points=f"`{self.table_ref('metric_points')}`")
         config = bigquery.QueryJobConfig(query_parameters=params or [])
-        job = self.client.query(text, job_config=config, retry=self._retry(), timeout=self.settings.timeout_s)
-        return [dict(row) for row in job.result(retry=self._retry(), timeout=self.settings.timeout_s)]
+        from google.api_core.exceptions import NotFound
+
+        try:  # (job_retry=None: the client would otherwise retry a job insert for 10 minutes)
+            job = self.client.query(
+                text, job_config=config, retry=self._retry(), job_retry=None, timeout=self.settings.timeout_s
+            )
+            return [dict(row) for row in job.result(retry=self._retry(), timeout=self.settings.timeout_s)]
+        except NotFound as exc:
+            raise self._missing(exc) from None
 
     def close(self) -> None:
         """Close the HTTP session."""
