@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from expforge.errors import ExpforgeError
+from expforge.text.token_format import MAX_VOCAB_SIZE, TOKEN_DTYPE, TOKENIZERS
 
 FORMAT = "expforge.corpus"
 VERSION = 1
@@ -47,10 +48,6 @@ META_FILE = "meta.json"
 TRAIN_FILE = "train.bin"
 VAL_FILE = "val.bin"
 TOKENIZER_FILE = "tokenizer.json"
-TOKENIZERS = ("char", "bpe")
-#: Token ids are stored as uint16, so ids 0..65535: at most 65,536 distinct tokens.
-MAX_VOCAB_SIZE = 1 << 16
-TOKEN_DTYPE = np.dtype("<u2")
 
 _HINT = "run `expforge prepare-corpus` first"
 

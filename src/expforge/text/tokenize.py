@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from expforge.errors import ExpforgeError
-from expforge.text.corpus import MAX_VOCAB_SIZE, TOKEN_DTYPE, TOKENIZERS
+from expforge.text.token_format import MAX_VOCAB_SIZE, TOKEN_DTYPE, TOKENIZERS
 
 #: Byte-level BPE starts from one token per byte value.
 BPE_BYTE_ALPHABET = 256
