@@ -7,11 +7,14 @@ not running, a GPU request on a host without one), so a bad invocation never lea
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.devmode import code_record, dev_backend
 from expforge.local_runner.progress import ProgressReporter
+from expforge.local_runner.reaper import reap_dead_runs
 from expforge.local_runner.record import RunRecord, TaskState, now_iso
 from expforge.local_runner.resources import (
     Admission,
@@ -232,6 +236,7 @@ def run_pipeline(
             "max_parallel": slots,
             "host": {"cpus": capacity.cpus, "memory": capacity.memory, "gpus": capacity.gpus},
             "cache": use_cache,
+            "tracking": tracking,
             "parameters": parameters,
             "started": now_iso(),
         }
@@ -270,8 +275,11 @@ def _image_digests(ctx: RunContext) -> dict[str, str]:
 
 def _run(ctx: RunContext, scope: Scope) -> RunResult:
     """Execute the root DAG, then finalize ``run.json`` and the progress view."""
+    ctx.record.on_write_error = functools.partial(_stop_run, ctx)
     ctx.record.write()
     ctx.progress.start(ctx.run_id, str(ctx.run_dir), ctx.backend.name)
+    for note in reap_dead_runs(ctx.run_dir.parent, ctx.backend, skip=ctx.run_dir):
+        ctx.warn(note)
     tracking = PipelineRunTracker(ctx.task_env, ctx.run_id, ctx.spec.name)
     tracking.start(scope.parameters, _image_digests(ctx))
     if tracking.problem:
@@ -284,6 +292,7 @@ def _run(ctx: RunContext, scope: Scope) -> RunResult:
         ctx.record.set_header("warnings", list(ctx.warnings))
     state = {TaskState.SUCCEEDED: "SUCCEEDED", TaskState.CANCELLED: "CANCELLED"}.get(outcome.state, "FAILED")
     ctx.record.finish(state, _pipeline_outputs(outcome) if state == "SUCCEEDED" else {}, outcome.error)
+    state = ctx.record.state  # FAILED when the record itself could not be written
     tracking.finish(state, ctx.record.to_json()["pipeline_outputs"])
     if tracking.problem:
         ctx.warn(tracking.problem)
@@ -293,8 +302,57 @@ def _run(ctx: RunContext, scope: Scope) -> RunResult:
     return RunResult(ctx.run_id, ctx.run_dir, state, document["pipeline_outputs"], document, list(ctx.warnings))
 
 
+def _stop_run(ctx: RunContext, reason: str) -> None:
+    """The run record cannot be written (a full disk): stop every task; the run ends FAILED with ``reason``."""
+    ctx.progress.warn(reason)
+    ctx.cancel.set()
+    threading.Thread(target=ctx.backend.cancel_all, name="expforge:stop", daemon=True).start()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) reached the runner: handled exactly like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """While the run executes, SIGTERM and SIGHUP cancel it as Ctrl-C does (only possible in the main thread;
+    elsewhere the caller's handlers stay as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _ignoring_termination() -> Iterator[None]:
+    """A second SIGTERM during the clean-up must not cut it short (a second Ctrl-C still can)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _execute(ctx: RunContext, scope: Scope) -> Outcome:
-    """Run the root DAG in a worker thread so that Ctrl-C reaches the main thread and cancels cleanly."""
+    """Run the root DAG in a worker thread so that Ctrl-C (and SIGTERM) reach the main thread and cancel
+    cleanly: running tasks are stopped, containers removed, and the run ends CANCELLED."""
     box: list[Outcome] = []
     done = threading.Event()
 
@@ -307,12 +365,15 @@ def _execute(ctx: RunContext, scope: Scope) -> Outcome:
     worker = threading.Thread(target=run_root, name="expforge:root", daemon=True)
     worker.start()
     try:
-        # Event.wait, not Thread.join: a join interrupted by Ctrl-C may report the thread finished too early.
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        ctx.cancel.set()
-        ctx.backend.cancel_all()
-        done.wait()
-        box[:] = [Outcome(TaskState.CANCELLED, error="interrupted")]
+        with _terminate_like_interrupt():
+            # Event.wait, not Thread.join: a join interrupted by Ctrl-C may report the thread finished too early.
+            while not done.wait(0.2):
+                pass
+    except KeyboardInterrupt as exc:
+        reason = f"terminated ({exc.args[0]})" if isinstance(exc, Terminated) else "interrupted"
+        with _ignoring_termination():
+            ctx.cancel.set()
+            ctx.backend.cancel_all()
+            done.wait()
+        box[:] = [Outcome(TaskState.CANCELLED, error=reason)]
     return box[0] if box else Outcome(TaskState.FAILED, error="internal error: the scheduler stopped unexpectedly")

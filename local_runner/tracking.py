@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from expforge.errors import ExpforgeError
-
 PIPELINE_STEP = "pipeline"
 
 
@@ -43,7 +41,7 @@ class PipelineRunTracker:
             tracker = open_tracker(config)
             tracker.start_run(start)
             self.tracker = tracker
-        except (ExpforgeError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - tracking never fails a run (sqlite3 errors, a full disk, ...)
             self.problem = f"tracking: the pipeline run was not recorded ({exc})"
 
     def finish(self, state: str, outputs: Mapping[str, Any]) -> None:
@@ -61,5 +59,5 @@ class PipelineRunTracker:
                 self.tracker.log_artifacts(self.run_id, artifacts)
             self.tracker.end_run(self.run_id, state if state in ("SUCCEEDED", "FAILED", "CANCELLED") else "FAILED")
             self.tracker.close()
-        except (ExpforgeError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - tracking never fails a run (sqlite3 errors, a full disk, ...)
             self.problem = f"tracking: the pipeline run's end was not recorded ({exc})"

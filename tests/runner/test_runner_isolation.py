@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from isolation_components import make_isolation_components
 from kfp import dsl
+from kfp.dsl import Artifact, Output
 
 from expforge.local_runner import safefs
 from expforge.local_runner.cache import TaskCache
@@ -213,3 +214,51 @@ def test_cache_verify_mode_is_checked(tmp_path) -> None:
 
     with pytest.raises(ExpforgeError, match="EXPFORGE_CACHE_VERIFY: expected one of quick, full, got 'always'"):
         TaskCache(tmp_path, verify="always")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 2 MiB tmpfs (needs mount rights: root, as on CI)."""
+    import subprocess
+
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_under_the_runner_ends_the_run_failed(tiny_disk, subprocess_comps) -> None:
+    from runner_components import compile_pipeline
+
+    from expforge.local_runner.api import run_pipeline
+
+    @dsl.component(base_image="unused", install_kfp_package=False)
+    def fill_disk(out: Output[Artifact]) -> str:
+        chunk = b"x" * 65536
+        try:
+            with open(out.path, "wb") as handle:
+                while True:
+                    handle.write(chunk)
+                    handle.flush()
+        except OSError:
+            pass
+        return "full"
+
+    @dsl.pipeline(name="full-disk")
+    def pipeline() -> str:
+        filled = fill_disk()
+        return subprocess_comps.echo(s=filled.outputs["Output"]).output
+
+    spec = compile_pipeline(pipeline, tiny_disk.parent / "spec")
+    result = run_pipeline(spec, backend="subprocess", root=tiny_disk / "runs")
+    assert result.state == "FAILED"
+    assert result.record["error"].startswith(f"cannot write the run record {result.run_dir / 'run.json'}")
+    assert "No space left on device" in result.record["error"] and "\n" not in result.record["error"]
+    on_disk = json.loads((result.run_dir / "run.json").read_text())
+    assert (on_disk["state"], on_disk["error"]) == ("FAILED", result.record["error"])
+    assert not [p.name for p in result.run_dir.iterdir() if p.name.startswith(".run-")]  # no temp file left
