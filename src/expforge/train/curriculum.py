@@ -16,6 +16,15 @@ import numpy as np
 from expforge.errors import ExpforgeError
 
 MIXED_PHASE = "mixed"
+#: The curriculum choices, under one name in every trainer's library API (``curriculum=``).
+CURRICULA = (MIXED_PHASE, "sequential")
+
+
+def check_curriculum(curriculum: str, flag: str = "--curriculum") -> str:
+    """``curriculum`` when it is one of ``CURRICULA``; else one error line naming ``flag`` and the choices."""
+    if curriculum not in CURRICULA:
+        raise ExpforgeError(f"{flag}: unknown curriculum {curriculum!r}; expected {' or '.join(CURRICULA)}")
+    return curriculum
 
 
 def train_fractions_for(train: Sequence[Path | str], train_fractions: Sequence[float] | None) -> list[float]:
@@ -33,10 +42,10 @@ def train_fractions_for(train: Sequence[Path | str], train_fractions: Sequence[f
 
 
 def curriculum_phases(
-    stages: Sequence[tuple[Path, np.ndarray, np.ndarray]], schedule: str
+    stages: Sequence[tuple[Path, np.ndarray, np.ndarray]], curriculum: str
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(dataset path, inputs, labels)`` per training dataset → ``(phase name, inputs, labels)`` per phase."""
-    if schedule == MIXED_PHASE:
+    if curriculum == MIXED_PHASE:
         return [
             (
                 MIXED_PHASE,
