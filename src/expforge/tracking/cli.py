@@ -227,7 +227,7 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         ),
     ) -> None:
         """Resend rows a gcp tracker could not deliver (left by tasks that ended during an outage)."""
-        from expforge.tracking.gcp import resend_spool
+        from expforge.tracking.gcp_resend import resend_spool
         from expforge.tracking.select import TrackingConfig
 
         config = TrackingConfig.from_env(backend="gcp")

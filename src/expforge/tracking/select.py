@@ -31,6 +31,7 @@ from typing import Any
 
 from expforge.errors import ExpforgeError
 from expforge.tracking.base import RunFilter, RunRecord, RunStart, Tracker
+from expforge.tracking.gcp_settings import GcpDestination, GcpSettings
 
 BACKENDS = ("local", "gcp", "off")
 
@@ -72,22 +73,6 @@ class NullTracker:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class GcpDestination:
-    """Where the ``gcp`` backend writes, besides the project: declared once for the configuration read from the
-    environment (:class:`TrackingConfig`) and the backend's own settings (``expforge.tracking.gcp.GcpSettings``),
-    which :meth:`TrackingConfig.gcp_settings` copies it into."""
-
-    region: str = "us-central1"
-    dataset: str = "expforge"
-    collection: str = "runs"
-    bigquery_endpoint: str | None = None
-    firestore_emulator_host: str | None = None
-    vertex_endpoint: str | None = None
-    vertex_ca_cert: str | None = None
-    vertex: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,10 +120,9 @@ class TrackingConfig(GcpDestination):
         """A copy with some fields changed."""
         return replace(self, **changes)
 
-    def gcp_settings(self, **tuning: Any) -> Any:
-        """:class:`~expforge.tracking.gcp.GcpSettings` of this configuration (``tuning``: batch size, timeouts)."""
-        from expforge.tracking.gcp import GcpSettings
-
+    def gcp_settings(self, **tuning: Any) -> GcpSettings:
+        """:class:`~expforge.tracking.gcp_settings.GcpSettings` of this configuration (``tuning``: batch size,
+        timeouts)."""
         if not self.project:
             raise ExpforgeError("EXPFORGE_GCP_PROJECT: the gcp tracking backend needs a Google Cloud project id")
         assert self.spool_dir is not None
