@@ -94,8 +94,9 @@ def run(
     failed_tasks = [key for key, task in result.tasks.items() if task.get("state") == "FAILED"]
     for key in failed_tasks:
         typer.echo(f"FAILED {key}: {result.tasks[key].get('error', '')}", err=True)
-    if result.state != "SUCCEEDED" and not failed_tasks and result.record.get("error"):
-        typer.echo(f"run {result.state}: {result.record['error']}", err=True)  # a failure of the run itself
+    error = str(result.record.get("error") or "")
+    if result.state != "SUCCEEDED" and error and not any(error.startswith(f"{key}: ") for key in failed_tasks):
+        typer.echo(f"run {result.state}: {error}", err=True)  # a failure of the run itself, not of one task
     if result.pipeline_outputs:
         for name, value in result.pipeline_outputs.items():
             typer.echo(f"output {name} = {value}", err=True)

@@ -233,9 +233,10 @@ def tiny_disk(tmp_path):
 
 
 def test_a_full_disk_under_the_runner_ends_the_run_failed(tiny_disk, subprocess_comps) -> None:
-    from runner_components import compile_pipeline
+    import subprocess
+    import sys
 
-    from expforge.local_runner.api import run_pipeline
+    from runner_components import compile_pipeline
 
     @dsl.component(base_image="unused", install_kfp_package=False)
     def fill_disk(out: Output[Artifact]) -> str:
@@ -255,10 +256,13 @@ def test_a_full_disk_under_the_runner_ends_the_run_failed(tiny_disk, subprocess_
         return subprocess_comps.echo(s=filled.outputs["Output"]).output
 
     spec = compile_pipeline(pipeline, tiny_disk.parent / "spec")
-    result = run_pipeline(spec, backend="subprocess", root=tiny_disk / "runs")
-    assert result.state == "FAILED"
-    assert result.record["error"].startswith(f"cannot write the run record {result.run_dir / 'run.json'}")
-    assert "No space left on device" in result.record["error"] and "\n" not in result.record["error"]
-    on_disk = json.loads((result.run_dir / "run.json").read_text())
-    assert (on_disk["state"], on_disk["error"]) == ("FAILED", result.record["error"])
-    assert not [p.name for p in result.run_dir.iterdir() if p.name.startswith(".run-")]  # no temp file left
+    command = [str(Path(sys.executable).parent / "expforge"), "run", str(spec), "--backend", "subprocess"]
+    done = subprocess.run([*command, "--root", str(tiny_disk / "runs")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    reason = f"cannot write the run record {run_dir / 'run.json'} (No space left on device)"
+    assert f"run FAILED: {reason}" in done.stderr.splitlines(), done.stderr
+    on_disk = json.loads((run_dir / "run.json").read_text())
+    assert (on_disk["state"], on_disk["error"]) == ("FAILED", reason)
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".run-")]  # no temp file left
