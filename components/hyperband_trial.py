@@ -61,7 +61,7 @@ def hyperband_trial(
         Resources,
         TrialItem,
         TrialRecord,
-        json_safe,
+        finite_json,
     )
 
     if not isinstance(trial, dict) or not isinstance(trial.get("trial_id"), str) or "config" not in trial:
@@ -97,7 +97,7 @@ def hyperband_trial(
         device=device,
     )
 
-    rows = json_safe([dataclasses.asdict(epoch) for epoch in result.history])
+    rows = finite_json([dataclasses.asdict(epoch) for epoch in result.history])
     val_accuracy = float(result.final["val_accuracy"])
     record = TrialRecord(
         item=item,

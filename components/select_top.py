@@ -50,7 +50,7 @@ def select_top(
 
     from expforge.atomic import staged_directory, staged_file
     from expforge.tune.promotion import Checkpoint, Incumbent, promote
-    from expforge.tune.records import TrialRecord, json_safe, records_from_json
+    from expforge.tune.records import TrialRecord, finite_json, records_from_json
     from expforge.tune.selection import leaderboard
 
     trial_records = records_from_json(records, source="records")
@@ -69,7 +69,7 @@ def select_top(
     with staged_directory(promoted.path) as staging:
         for record in cut.kept:
             shutil.copyfile(cut.checkpoints[record.trial_id], staging / f"{record.trial_id}.pt")
-        (staging / "leaderboard.json").write_text(json.dumps(json_safe(leaderboard(trial_records, metric)), indent=1))
+        (staging / "leaderboard.json").write_text(json.dumps(finite_json(leaderboard(trial_records, metric)), indent=1))
         (staging / "records.json").write_text(json.dumps([r.to_json() for r in cut.ranked], indent=1))
     promoted.metadata["kept"] = [record.trial_id for record in cut.kept]
     promoted.metadata["trials"] = len(trial_records)
@@ -95,8 +95,8 @@ def select_top(
     )
     best_value = cut.best.metric(metric)
     return SelectTopOutputs(
-        survivors=json_safe(cut.survivors()),
-        best_config=json_safe(cut.best.item.config),
+        survivors=finite_json(cut.survivors()),
+        best_config=finite_json(cut.best.item.config),
         best_val_accuracy=float("nan") if best_value is None else best_value,
         best_record=cut.best.to_json(),
     )

@@ -30,7 +30,6 @@ one if a new file cannot be created (its blocks are already allocated), so it ne
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import socket
@@ -41,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from expforge.timestamps import now_iso as now_iso  # (runner modules take it from here)
 
 
 class TaskState(StrEnum):
@@ -119,11 +120,6 @@ def load_run_record(path: Path) -> dict[str, Any]:
     if document.get("state") in LIVE_STATES and runner_alive(document.get("runner")) is False:
         return died_record(document)
     return document
-
-
-def now_iso() -> str:
-    """UTC timestamp with second precision, the format used throughout the record."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from expforge.tune.records import (
     Resources,
     TrialItem,
     TrialRecord,
-    json_safe,
+    finite_json,
     read_records,
     write_records,
 )
@@ -235,7 +235,7 @@ def test_select_top_is_deterministic_and_ranks_failures_last() -> None:
         select_top([*trials, _record("b1-c01", val_accuracy=0.1)], 1)
     with pytest.raises(ExpforgeError, match="keep"):
         select_top(trials, -1)
-    assert json_safe({"a": (1.0, float("inf"))}) == {"a": [1.0, None]}
+    assert finite_json({"a": (1.0, float("inf"))}) == {"a": [1.0, None]}
 
 
 def test_random_search_plan_spends_the_budget_on_full_length_trials() -> None:

@@ -18,13 +18,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from expforge.errors import ExpforgeError
+from expforge.timestamps import ISO_FORMAT
+from expforge.timestamps import now_iso as now_iso  # (tracking modules take it from here)
 
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-
-
-def now_iso() -> str:
-    """UTC timestamp with microseconds and a ``Z`` — sortable as text, accepted by BigQuery and Firestore."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str, *, what: str = "time") -> dt.datetime:
@@ -47,7 +44,7 @@ def to_iso(value: Any) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.astimezone(dt.UTC).strftime(ISO_FORMAT)
     return parse_time(str(value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -47,19 +47,19 @@ SEARCHES = (HYPERBAND, RANDOM_SEARCH)
 RANDOM_SEARCH_BRACKET_PARAMETER = -1
 
 
-def json_safe(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """``value`` with non-finite floats as ``None`` and tuples as lists.
 
     Trial records travel as JSON and as protobuf ``Struct`` values, where ``NaN``/``Infinity`` are not allowed;
     a diverged trial's metric becomes ``null`` (tracking keeps ``NaN`` as a string instead, see
-    :func:`expforge.tracking.base.json_safe`).
+    :func:`expforge.tracking.base.json_safe`, a different choice under a different name).
     """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
+        return {str(key): finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
+        return [finite_json(item) for item in value]
     return value
 
 
@@ -177,7 +177,7 @@ class TrialItem:
         """The JSON object of ``item`` in a record."""
         return {
             "trial_id": self.trial_id,
-            "config": json_safe(self.config),
+            "config": finite_json(self.config),
             "search": self.search,
             "bracket": self.bracket,
             "rung": self.rung,
@@ -268,8 +268,8 @@ class TrialRecord:
         return {
             "version": RECORD_VERSION,
             "item": self.item.to_json(),
-            "metrics": json_safe(self.metrics),
-            "history": json_safe(list(self.history)) if history else [],
+            "metrics": finite_json(self.metrics),
+            "history": finite_json(list(self.history)) if history else [],
             "epochs_trained": self.epochs_trained,
             "checkpoint": self.checkpoint,
             "resources": None if self.resources is None else self.resources.to_json(),
@@ -302,7 +302,7 @@ class TrialRecord:
 
     def summary(self, metric: str = "val_accuracy") -> dict[str, Any]:
         """A flat one-line view (leaderboards, artifact metadata, logs)."""
-        return json_safe(
+        return finite_json(
             {
                 "trial_id": self.trial_id,
                 "search": self.item.search,
