@@ -237,11 +237,19 @@ def _layout(graph: Graph) -> None:
         if node.grouped:
             rows = -(-len(node.keys) // CHIPS_PER_ROW)
             node.height = NODE_HEIGHT + rows * (CHIP + 4) + 4
+    # Column by column, each node goes where its parents are on average (fewer crossing edges than key order).
     heights: dict[int, int] = {}
-    for node in sorted(graph.nodes, key=lambda n: (n.column, n.node_id)):
-        node.x = MARGIN + node.column * (NODE_WIDTH + COLUMN_GAP)
-        node.y = MARGIN + heights.get(node.column, 0)
-        heights[node.column] = heights.get(node.column, 0) + node.height + ROW_GAP
+    rank: dict[str, float] = {}
+    for col in sorted({n.column for n in graph.nodes}):
+        members = [n for n in graph.nodes if n.column == col]
+        for n in members:
+            parents = [rank[p] for p in incoming[n.node_id] if p in rank]
+            n.y = int(sum(parents) / len(parents)) if parents else 0
+        for order, node in enumerate(sorted(members, key=lambda n: (n.y, n.node_id))):
+            node.x = MARGIN + node.column * (NODE_WIDTH + COLUMN_GAP)
+            node.y = MARGIN + heights.get(node.column, 0)
+            heights[node.column] = heights.get(node.column, 0) + node.height + ROW_GAP
+            rank[node.node_id] = node.y + order * 0.001
     columns = 1 + max((n.column for n in graph.nodes), default=-1)
     graph.width = 2 * MARGIN + max(0, columns * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP)
     graph.height = 2 * MARGIN + max(heights.values(), default=0)

@@ -161,7 +161,7 @@ def rung_chart(trials: list[Trial]) -> list[dict[str, Any]]:
 def leaderboard(trials: list[Trial]) -> list[dict[str, Any]]:
     """Trials by their furthest rung's metric, best first (no result last)."""
     final = list(furthest(trials).values())
-    final.sort(key=lambda t: (t.value is None, -(t.value or 0.0), t.trial_id))
+    final.sort(key=lambda t: (t.value is None, -(t.value or 0.0), -t.epochs, t.trial_id))
     return [
         {
             "rank": rank,

@@ -5,10 +5,15 @@ Why a cache: the Runs page and ``GET /api/runs`` filter every tracked run on eac
 thousand SQLite rows takes far longer than filtering them. For the local backend the cache is keyed by a cheap
 fingerprint of the database (row count and the newest ``updated_at``), so a write by a running pipeline is seen
 on the next request; for BigQuery it lives a few seconds.
+
+A remote backend is asked in a worker thread and waited on for at most ``REMOTE_TIMEOUT_S``: the BigQuery
+client retries an unreachable endpoint for minutes, and a page must say "unreachable" long before that. While
+one query is still out, later requests wait on it rather than starting another.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -26,6 +31,7 @@ TRACKING_DB = Path(".tracking") / "runs.sqlite"
 REGISTRY_DIR = "registry"
 RUN_JSON = "run.json"
 REMOTE_CACHE_S = 5.0
+REMOTE_TIMEOUT_S = 8.0
 
 
 class NotFound(ExpforgeError):
@@ -56,6 +62,7 @@ class Store:
         self._tracker: Tracker | None = None
         self._cache: tuple[Any, list[RunRecord]] | None = None
         self._cached_at = 0.0
+        self._pending: concurrent.futures.Future[list[RunRecord]] | None = None
         self.problem: str | None = None
 
     # -- tracking ------------------------------------------------------------------------------------------
@@ -105,8 +112,7 @@ class Store:
                 if fresh:
                     return self._cache[1]
             try:
-                tracker = self._open()
-                found = tracker.list_runs() if tracker is not None else []
+                found = self._list() if self.tracking == "local" else self._list_remote()
             except Unavailable as exc:
                 self.problem = str(exc)
                 raise
@@ -117,6 +123,28 @@ class Store:
             self._cache = (fingerprint, found)
             self._cached_at = time.monotonic()
             return found
+
+    def _list(self) -> list[RunRecord]:
+        tracker = self._open()
+        return tracker.list_runs() if tracker is not None else []
+
+    def _list_remote(self) -> list[RunRecord]:
+        """:meth:`_list` in the worker thread, waited on for at most ``REMOTE_TIMEOUT_S``."""
+        if self._pending is None:
+            self._pending = concurrent.futures.Future()
+            # A daemon thread, not an executor: a query stuck in retries must not keep the server from exiting.
+            threading.Thread(target=_fill, args=(self._pending, self._list), daemon=True).start()
+        try:
+            found = self._pending.result(timeout=REMOTE_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            raise Unavailable(
+                f"{self.tracking} tracking: no answer within {REMOTE_TIMEOUT_S:g} s (is BigQuery reachable?)"
+            ) from None
+        except BaseException:
+            self._pending = None
+            raise
+        self._pending = None
+        return found
 
     def record(self, run_id: str) -> RunRecord:
         """One run with its series; :class:`NotFound` when it is not tracked."""
@@ -144,9 +172,9 @@ class Store:
 
     def close(self) -> None:
         """Release the backend's connections."""
-        if self._tracker is not None:
+        if self._tracker is not None and self._pending is None:
             self._tracker.close()
-            self._tracker = None
+        self._tracker = None
 
     # -- run.json ------------------------------------------------------------------------------------------
 
@@ -249,6 +277,13 @@ class Store:
     def registry_root(self) -> Path:
         """Where the local runner keeps the model registry for this root."""
         return self.root / REGISTRY_DIR
+
+
+def _fill(future: concurrent.futures.Future[list[RunRecord]], work: Any) -> None:
+    try:
+        future.set_result(work())
+    except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+        future.set_exception(exc)
 
 
 def _first_line(exc: BaseException) -> str:

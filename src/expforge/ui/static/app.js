@@ -164,7 +164,11 @@ function initHyperband() {
   const pc = view.parallel_coordinates;
   Plotly.newPlot("parcoords-plot", [{
     type: "parcoords",
-    line: { color: pc.color, colorscale: "Viridis", showscale: true, colorbar: { title: "val_accuracy" } },
+    line: {
+      color: pc.color, colorscale: "Viridis", showscale: true, colorbar: { title: "val_accuracy" },
+      cmin: Math.min(...pc.color) - (Math.max(...pc.color) === Math.min(...pc.color) ? 0.05 : 0),
+      cmax: Math.max(...pc.color) + (Math.max(...pc.color) === Math.min(...pc.color) ? 0.05 : 0),
+    },
     dimensions: pc.dimensions,
   }], { margin: { l: 60, r: 60, t: 40, b: 20 }, height: 380 }, { displaylogo: false, responsive: true });
   const groups = [...new Set(view.rung_chart.map((l) => l.group))];
@@ -175,7 +179,7 @@ function initHyperband() {
     marker: { size: line.epochs.map((e) => (line.rung_ends.includes(e) ? 9 : 4)) },
   }));
   Plotly.newPlot("rung-plot", traces, {
-    xaxis: { title: "epoch", dtick: 1 }, yaxis: { title: "val_accuracy" }, height: 400,
+    xaxis: { title: "epoch", dtick: 1 }, yaxis: { title: "val_accuracy", range: [0, 1.02] }, height: 400,
     margin: { l: 55, r: 10, t: 20, b: 45 }, legend: { font: { size: 11 } },
   }, { displaylogo: false, responsive: true });
 }
