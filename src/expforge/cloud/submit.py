@@ -108,40 +108,17 @@ def _template(pipeline: str | Path, images: Path | None, workdir: Path) -> tuple
 
 def _parameter_values(template: Path, given: Mapping[str, Any]) -> dict[str, Any]:
     """Given parameters typed by the pipeline's declared inputs (strings from the command line are parsed)."""
-    import yaml
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
+    from expforge.spec.parameters import typed_parameter_values
 
-    from expforge.local_runner.values import coerce, parse_text, type_name
-
-    documents = list(yaml.safe_load_all(template.read_text(encoding="utf-8")))
-    document = documents[0] if documents else None
-    if not isinstance(document, dict) or "root" not in document:
-        raise ExpforgeError(f"{template}: not a compiled pipeline spec (no root)")
-    spec = json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True)
-    declared = spec.root.input_definitions.parameters
-    values: dict[str, Any] = {}
-    for name, raw in given.items():
-        if name not in declared:
-            known = ", ".join(sorted(declared)) or "none"
-            raise ExpforgeError(f"--param {name}: the pipeline has no such parameter (it takes: {known})")
-        kind = declared[name].parameter_type
-        try:
-            values[name] = parse_text(raw, kind) if isinstance(raw, str) else coerce(raw, kind)
-        except (TypeError, ValueError) as exc:
-            raise ExpforgeError(f"--param {name} ({type_name(kind)}): {exc}") from None
-    return values
+    return typed_parameter_values(template, given, flag="--param")
 
 
 def _unpullable_images(template: Path) -> list[str]:
     """Images of the compiled spec that name no registry host (local tags such as ``expforge/x:hash``)."""
-    import yaml
+    from expforge.spec.parameters import spec_images
 
-    document = next(iter(yaml.safe_load_all(template.read_text(encoding="utf-8"))), {}) or {}
-    executors = document.get("deploymentSpec", {}).get("executors", {})
-    images = sorted({e.get("container", {}).get("image", "") for e in executors.values()} - {""})
     local = []
-    for image in images:
+    for image in spec_images(template):
         first = image.split("/", 1)[0]
         if "/" not in image or not ("." in first or ":" in first or first == "localhost"):
             local.append(image)
