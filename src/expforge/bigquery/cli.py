@@ -12,7 +12,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``bigquery`` command group to the ``expforge`` app."""
-    from expforge.cli import one_line_errors
+    from expforge.cli_errors import one_line_errors
 
     group = typer.Typer(help="BigQuery tables and Looker Studio views of the tracking history.", no_args_is_help=True)
     app.add_typer(group, name="bigquery")
