@@ -35,10 +35,20 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
     from expforge.bigquery.cli import register as register_bigquery
 
     register_bigquery(app)
+    from expforge.cloud.templates_cli import register as register_templates
+
+    register_templates(app)
 
     @command("submit")
     def submit(
-        pipeline: str = typer.Argument(..., help="Pipeline name (compiled here) or a compiled pipeline YAML."),
+        pipeline: str | None = typer.Argument(
+            None, help="Pipeline name (compiled here) or a compiled pipeline YAML (or use --template)."
+        ),
+        template: str | None = typer.Option(
+            None,
+            "--template",
+            help="Run a pushed template: https://REGION-kfp.pkg.dev/P/REPO/PACKAGE[@TAG|@sha256:..].",
+        ),
         project: str | None = typer.Option(None, "--project", help="Google Cloud project ID."),
         region: str | None = typer.Option(None, "--region", help="Vertex AI region, e.g. us-central1."),
         bucket: str | None = typer.Option(
@@ -69,6 +79,12 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
         """Compile and submit a pipeline to Vertex AI Pipelines; print the console URL."""
         from expforge.cloud.submit import submit_pipeline
 
+        if (pipeline is None) == (template is None):
+            raise ExpforgeError("PIPELINE: give a pipeline name or file, or --template URI (exactly one)")
+        if template is not None:
+            from expforge.cloud.templates import parse_template
+
+            parse_template(template)  # a wrong form is one line before anything else
         options: dict[str, Any] = {
             "project": project,
             "region": region,
@@ -85,7 +101,7 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
             "dry_run": dry_run,
             "api_endpoint": api_endpoint or os.environ.get(ENDPOINT_ENV) or None,
         }
-        result = submit_pipeline(pipeline, **options)
+        result = submit_pipeline(template or pipeline or "", **options)
         for warning in result.warnings:
             typer.echo(f"expforge: warning: {warning}", err=True)
         if dry_run:

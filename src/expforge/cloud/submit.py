@@ -86,10 +86,20 @@ def check_target(project: str | None, region: str | None, bucket: str | None) ->
     return project, region, name
 
 
+def compile_for_submit(pipeline: str | Path, images: Path | None, workdir: Path) -> tuple[Path, str]:
+    """The compiled YAML and the pipeline's name: a file as given, a name compiled, a template URI downloaded."""
+    return _template(pipeline, images, workdir)
+
+
 def _template(pipeline: str | Path, images: Path | None, workdir: Path) -> tuple[Path, str]:
     """The compiled YAML to submit and the pipeline's name (compiling by name when it is not a file)."""
     from expforge.pipelines import PIPELINES
 
+    if str(pipeline).startswith("https://"):  # a pushed template (expforge templates push)
+        from expforge.cloud.templates import fetch_template
+
+        fetched, ref = fetch_template(str(pipeline), workdir)
+        return fetched, ref.package
     path = Path(pipeline)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         return path, path.stem
@@ -220,6 +230,10 @@ def submit_pipeline(
             raise ExpforgeError(f"PIPELINE {name}: {exc}") from None
         if service_account:
             job._gca_resource.service_account = service_account  # (what submit() does first)
+        if str(pipeline).startswith("https://"):  # (what the SDK records for an Artifact Registry template_path)
+            from expforge.cloud.templates import parse_template
+
+            job._gca_resource.template_uri = parse_template(str(pipeline)).uri
         request = aiplatform_v1.CreatePipelineJobRequest(
             parent=job._parent, pipeline_job=job._gca_resource, pipeline_job_id=job.job_id
         )
