@@ -12,6 +12,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,55 @@ def _filter(
     )
 
 
-def _parse_tag(text: str) -> tuple[str, str]:
+def _parse_tag(text: str, flag: str = "--tag") -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ExpforgeError(f"--tag: {text!r} is not KEY=VALUE")
+        raise ExpforgeError(f"{flag}: {text!r} is not KEY=VALUE")
     return key.strip(), value.strip()
+
+
+def _get(tracker: Any, run_id: str) -> Any:
+    """The run ``run_id``, or the one run whose id ends with it (the short ids the tables show)."""
+    from expforge.tracking.queries import resolve_run_id
+
+    try:
+        return tracker.get_run(run_id)
+    except ExpforgeError:
+        resolved = resolve_run_id([r.run_id for r in tracker.list_runs()], run_id)
+        if resolved == run_id:
+            raise
+        return tracker.get_run(resolved)
+
+
+def run_table(records: list[Any], metrics: list[str]) -> str:
+    """Runs as a table that fits 120 columns: short ids, start minute, pipeline or step, key metrics, tags, note."""
+    from expforge.tracking.queries import fit_table, short_run_id, when
+
+    headers = ["run", "state", "started", "pipeline/step", *metrics, "tags", "note"]
+    rows = [
+        [
+            short_run_id(r.run_id),
+            r.state,
+            when(r.started_at),
+            _kind(r),
+            *(r.metric(m) for m in metrics),
+            ",".join(f"{k}={v}" for k, v in sorted(r.tags.items())),
+            r.note,
+        ]
+        for r in records
+    ]
+    for optional in ("tags", "note"):  # an all-empty column is only noise
+        at = headers.index(optional)
+        if not any(row[at] for row in rows):
+            headers.pop(at)
+            for row in rows:
+                row.pop(at)
+    return fit_table(headers, rows, flexible=["note", "tags", "pipeline/step"])
+
+
+def _kind(record: Any) -> str:
+    """A pipeline run shows its pipeline, a task run its step."""
+    return record.step if record.parent_run_id else record.pipeline
 
 
 def register(command: Callable[..., Any], app: typer.Typer) -> None:
@@ -103,28 +148,46 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         note_contains: str | None = typer.Option(None, "--note-contains", help="Note contains (case-insensitive)."),
         experiment: str | None = typer.Option(None, "--experiment", help="Only this experiment."),
         tag: list[str] = typer.Option([], "--tag", help="Only runs with tag KEY=VALUE; repeatable."),
+        pipeline: str | None = typer.Option(None, "--pipeline", help="Only runs of this pipeline."),
+        state: list[str] = typer.Option([], "--state", help="Only runs in this state (RUNNING, FAILED, ...)."),
+        param: list[str] = typer.Option([], "--param", help="Only runs with parameter KEY=VALUE; repeatable."),
+        top_level: bool = typer.Option(False, "--top-level", help="Only pipeline runs (no task runs)."),
+        sort: str = typer.Option("started_at", "--sort", help="started_at, duration, ... or a metric name."),
+        ascending: bool = typer.Option(False, "--ascending", help="Sort ascending (default: descending)."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many runs."),
         backend: str | None = backend_opt,
         db: Path | None = db_opt,
         as_json: bool = json_opt,
     ) -> None:
-        """Runs matching every given filter, newest first."""
-        from expforge.tracking.queries import format_table, summary
+        """Runs matching every given filter, newest first; the table fits 120 columns (short run ids)."""
+        from expforge.tracking.base import RUN_STATES
+        from expforge.tracking.queries import RunQuery, key_metric_names, search, summary
 
-        run_filter = _filter(dataset, since, until, metric, note_contains, experiment, tag, limit)
+        for value in state:
+            if value not in RUN_STATES:
+                raise ExpforgeError(f"--state: {value!r} is not one of {', '.join(RUN_STATES)}")
+        run_filter = _filter(dataset, since, until, metric, note_contains, experiment, tag, None)
+        run_filter = replace(run_filter, pipeline=pipeline)
+        query = RunQuery(
+            run_filter=run_filter,
+            states=tuple(state),
+            params=tuple(_parse_tag(p, "--param") for p in param),
+            top_level=top_level,
+            sort=sort,
+            descending=not ascending,
+            limit=limit,
+        )
         tracker = _tracker(backend, db)
         try:
-            found = tracker.list_runs(run_filter)
+            found = search(tracker.list_runs(run_filter), query).runs
         finally:
             tracker.close()
-        keys = [condition.key for condition in run_filter.metrics]
-        rows = [summary(r, keys) for r in found]
+        keys = key_metric_names(found, [condition.key for condition in run_filter.metrics])
         if as_json:
-            typer.echo(_json(rows))
+            typer.echo(_json([{**summary(r, keys), "pipeline": r.pipeline, "step": r.step} for r in found]))
             return
-        headers = ["run_id", "state", "started_at", "experiment", "datasets", *keys, "note"]
-        typer.echo(format_table(headers, [[row[h] for h in headers] for row in rows]))
-        typer.echo(f"{len(rows)} run(s)", err=True)
+        typer.echo(run_table(found, keys))
+        typer.echo(f"{len(found)} run(s)", err=True)
 
     @runs.command("show")
     @one_line_errors
@@ -137,7 +200,7 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         """Everything stored about one run (JSON)."""
         tracker = _tracker(backend, db)
         try:
-            record = tracker.get_run(run_id).to_dict()
+            record = _get(tracker, run_id).to_dict()
         finally:
             tracker.close()
         if not full:
@@ -155,18 +218,19 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         as_json: bool = json_opt,
     ) -> None:
         """Runs side by side: the union of their parameter and metric keys."""
-        from expforge.tracking.queries import compare, format_table
+        from expforge.tracking.queries import compare, fit_table, short_run_id
 
         tracker = _tracker(backend, db)
         try:
-            records = [tracker.get_run(r) for r in run_ids]
+            records = [_get(tracker, r) for r in run_ids]
         finally:
             tracker.close()
         comparison = compare(records)
         if as_json:
             typer.echo(_json(comparison.to_json()))
             return
-        typer.echo(format_table(["key", *comparison.run_ids], comparison.rows()))
+        headers = ["key", *(short_run_id(r) for r in comparison.run_ids)]
+        typer.echo(fit_table(headers, comparison.rows(), flexible=headers[1:]))
 
     @runs.command("leaderboard")
     @one_line_errors
@@ -182,7 +246,7 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         as_json: bool = json_opt,
     ) -> None:
         """The best runs by any metric."""
-        from expforge.tracking.queries import format_table, leaderboard
+        from expforge.tracking.queries import fit_table, leaderboard, short_run_id, when
 
         run_filter = _filter(dataset, since, None, [], None, experiment, [], None)
         tracker = _tracker(backend, db)
@@ -195,7 +259,12 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         if as_json:
             typer.echo(_json([dict(zip(headers, row, strict=True)) for row in rows]))
             return
-        typer.echo(format_table(headers, rows))
+        table = [
+            [e.rank, e.value, short_run_id(e.run.run_id), when(e.run.started_at), _kind(e.run), e.run.note]
+            for e in entries
+        ]
+        headers = ["rank", metric, "run", "started", "pipeline/step", "note"]
+        typer.echo(fit_table(headers, table, flexible=["note", "pipeline/step"]))
         if not entries:
             typer.echo(f"no run has metric {metric!r}", err=True)
 
@@ -214,7 +283,7 @@ def register(command: Callable[..., Any], app: typer.Typer) -> None:
         tags = dict(_parse_tag(t) for t in tag)
         tracker = _tracker(backend, db)
         try:
-            record = tracker.set_tags(run_id, tags, note)
+            record = tracker.set_tags(_get(tracker, run_id).run_id, tags, note)
         finally:
             tracker.close()
         typer.echo(_json({"run_id": record.run_id, "tags": record.tags, "note": record.note}))

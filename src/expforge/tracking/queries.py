@@ -7,6 +7,7 @@ Why here and not in each backend: the backends only have to return :class:`RunRe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -227,3 +228,86 @@ def _param_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# -- tables that fit a terminal -------------------------------------------------------------------------------
+
+TABLE_WIDTH = 120
+_GENERATED_ID = re.compile(r"^.+-\d{8}-\d{6}-(?P<suffix>[0-9a-f]{4,})(?P<task>/.*)?$")
+
+
+def short_run_id(run_id: str) -> str:
+    """``mnist-baseline-20261201-090101-b50ec0/evaluate`` → ``b50ec0/evaluate``: the random suffix the runner
+    gives every pipeline run, plus the task; :func:`resolve_run_id` accepts it back."""
+    match = _GENERATED_ID.match(run_id)
+    if match:
+        return match["suffix"] + (match["task"] or "")
+    return run_id
+
+
+def resolve_run_id(run_ids: Sequence[str], text: str) -> str:
+    """``text`` if it is a run id, else the one run id it ends with (a short id as tables show it)."""
+    if text in run_ids:
+        return text
+    found = [r for r in run_ids if r.endswith(text) and (r[: -len(text)].endswith(("-", "/")))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ExpforgeError(f"run id {text!r} is ambiguous: {', '.join(sorted(found)[:5])}")
+    return text  # unknown: the backend's lookup names it
+
+
+def when(text: str | None) -> str:
+    """``2026-12-01T09:01:01.671902Z`` → ``2026-12-01 09:01``."""
+    if not text:
+        return "-"
+    try:
+        return parse_time(text).strftime("%Y-%m-%d %H:%M")
+    except ExpforgeError:
+        return text
+
+
+def _clip(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…" if width > 1 else text[:width]
+
+
+def fit_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, flexible: Sequence[str] = (), width: int = TABLE_WIDTH
+) -> str:
+    """:func:`format_table`, with the ``flexible`` columns (then the widest ones) cut with ``…`` until every
+    line fits ``width`` characters."""
+    cells = [[_cell(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+    def excess() -> int:
+        return sum(widths) + 2 * (len(widths) - 1) - width
+
+    # The flexible columns give way first, in the order given, each down to its header (at least 6 wide).
+    by_width = sorted(range(len(widths)), key=lambda i: -widths[i])
+    for i in [headers.index(f) for f in flexible if f in headers] + by_width:
+        if excess() <= 0:
+            break
+        floor = min(widths[i], max(6, len(headers[i])))
+        widths[i] = max(floor, min(widths[i], widths[i] - excess()))
+    clipped = [[_clip(c, w) for c, w in zip(row, widths, strict=True)] for row in cells]
+    lines = ["  ".join(_clip(h, w).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
+    return "\n".join(lines)
+
+
+def key_metric_names(records: Sequence[RunRecord], wanted: Sequence[str] = (), limit: int = 3) -> list[str]:
+    """The metric columns of a run table: those asked for, then well-known ones the runs have, then the most common."""
+    counts: dict[str, int] = {}
+    for record in records:
+        for key in record.metrics:
+            counts[key] = counts.get(key, 0) + 1
+    chosen = list(dict.fromkeys(wanted))
+    chosen += [k for k in KEY_METRICS if k in counts and k not in chosen]
+    chosen += sorted((k for k in counts if k not in chosen), key=lambda k: (-counts[k], k))
+    return chosen[: max(limit, len(wanted))]
+
+
+KEY_METRICS = ("accuracy", "val_accuracy", "macro_f1", "best_val_accuracy", "val_loss", "bits_per_char")
