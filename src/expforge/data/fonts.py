@@ -78,14 +78,31 @@ def render_chunk(task: ChunkTask) -> int:
     images = render_batch(
         sources, centres, extents, local, levels, params, rng, seed=task.seed, augmentation=task.augmentation
     )
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for position, data in zip(task.positions.tolist(), encode_pngs(images), strict=True):
-        descriptor = os.open(os.path.join(task.images_dir, f"{position:06d}.png"), flags, 0o644)
-        try:
-            os.write(descriptor, data)
-        finally:
-            os.close(descriptor)
+    _write_files(task.images_dir, [f"{position:06d}.png" for position in task.positions.tolist()], encode_pngs(images))
     return len(images)
+
+
+def _write_files(directory: str, names: list[str], contents: list[bytes]) -> None:
+    """Create each new file with exactly three system calls (open, write, close).
+
+    Creating small files is the largest single cost of a dataset on ext4 (more than rendering a digit), so the
+    names are opened relative to one directory descriptor where the platform allows it: the kernel then walks
+    one component per file instead of the whole staging path.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    relative = os.open in os.supports_dir_fd
+    folder = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if relative else None
+    try:
+        for name, data in zip(names, contents, strict=True):
+            path = name if relative else os.path.join(directory, name)
+            descriptor = os.open(path, flags, 0o644, dir_fd=folder)
+            try:
+                os.write(descriptor, data)
+            finally:
+                os.close(descriptor)
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 # --- planning --------------------------------------------------------------------------------------------------
