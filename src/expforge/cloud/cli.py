@@ -38,6 +38,9 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
     from expforge.cloud.templates_cli import register as register_templates
 
     register_templates(app)
+    from expforge.cloud.schedule_cli import register as register_schedule
+
+    register_schedule(app)
 
     @command("submit")
     def submit(

@@ -8,7 +8,8 @@ SDK reaches any ``api_endpoint`` over TLS, so the stand-in serves a self-signed 
 Served (in memory, one state per stand-in): ``PipelineService`` (CreatePipelineJob and reads),
 ``MetadataService`` (the Experiments SDK's stores, contexts, executions, artifacts and lineage),
 ``TensorboardService`` (time-series metrics), ``ModelService`` (Model Registry versions, aliases,
-evaluations) and ``google.longrunning.Operations``. Every request is captured in :attr:`VertexStandin.requests`.
+evaluations), ``ScheduleService`` (pipeline-job schedules) and ``google.longrunning.Operations``.
+Every request is captured in :attr:`VertexStandin.requests`.
 
 Use::
 
@@ -59,11 +60,13 @@ def _services() -> list[Service]:
     from expforge.standins.vertex_models import Models
     from expforge.standins.vertex_operations import Operations
     from expforge.standins.vertex_pipelines import Pipelines
+    from expforge.standins.vertex_schedules import Schedules
     from expforge.standins.vertex_tensorboard import Tensorboards
 
     operations = Operations()
     metadata = Metadata(operations)
-    return [operations, Models(operations), metadata, Tensorboards(operations), Pipelines(operations, metadata)]
+    pipelines = Pipelines(operations, metadata)
+    return [operations, Models(operations), metadata, Tensorboards(operations), pipelines, Schedules(operations)]
 
 
 @dataclass
