@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from expforge.cli import app
@@ -344,3 +346,159 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) -> N
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+# --- 9, 10, 12. bounds, one-line errors, datasets read on resolved paths -----------------------------------------
+
+
+def _dataset_with_rows(root: Path, rows: list[str], files: dict[str, bytes]) -> Path:
+    root.mkdir(parents=True)
+    (root / "images").mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root / "labels.csv").write_text("path,label,split\n" + "".join(f"{row}\n" for row in rows))
+    return root
+
+
+def _png(mode: str, size: tuple[int, int] = (28, 28)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _load_error(dataset: Path) -> str:
+    from expforge.data.manifest import load_arrays
+
+    with pytest.raises(ExpforgeError) as caught:
+        load_arrays(dataset, ["train"])
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_dataset_rows_are_checked_on_resolved_paths(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(_png("L"))
+    linked = _dataset_with_rows(tmp_path / "linked", ["images/a.png,1,train"], {})
+    (linked / "images" / "a.png").symlink_to(outside)
+    assert f"resolves to {outside}, outside the dataset directory" in _load_error(linked)
+
+    twice = _dataset_with_rows(
+        tmp_path / "twice", ["images/a.png,1,train", "./images/a.png,2,train"], {"images/a.png": _png("L")}
+    )
+    assert "path './images/a.png' is listed twice (as 'images/a.png')" in _load_error(twice)
+    escaping = _dataset_with_rows(tmp_path / "escaping", ["images/../../outside.png,1,train"], {})
+    assert "must be relative to the dataset directory" in _load_error(escaping)
+
+
+def test_labels_must_be_ascii_digits_and_images_grayscale(tmp_path: Path) -> None:
+    arabic = _dataset_with_rows(tmp_path / "arabic", ["images/a.png,٣,train"], {"images/a.png": _png("L")})
+    assert "label '٣' is not an integer (ASCII digits 0-9)" in _load_error(arabic)
+    rgba = _dataset_with_rows(tmp_path / "rgba", ["images/a.png,3,train"], {"images/a.png": _png("RGBA")})
+    assert "image mode RGBA; expected 8-bit grayscale (L), convert it explicitly" in _load_error(rgba)
+
+
+def test_png_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    from PIL import Image
+
+    bomb = _png("L", (20_000, 20_000))  # 400 megapixels, past PIL's bomb limit, ~400 KB compressed
+    assert Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < 20_000 * 20_000
+    dataset = _dataset_with_rows(tmp_path / "bomb", ["images/a.png,3,train"], {"images/a.png": bomb})
+    assert "a.png: refused as a decompression bomb" in _load_error(dataset)
+    large = _dataset_with_rows(tmp_path / "large", ["images/a.png,3,train"], {"images/a.png": _png("L", (5000, 5000))})
+    assert "image is 5000×5000; expected 28×28" in _load_error(large)  # read from the header, never decoded
+
+
+def test_fifo_listed_as_an_image_is_refused_without_opening_it(tmp_path: Path) -> None:
+    dataset = _dataset_with_rows(tmp_path / "fifo", ["images/a.png,3,train"], {})
+    os.mkfifo(dataset / "images" / "a.png")
+    assert "not a regular file (a FIFO, socket or device)" in _load_error(dataset)
+
+
+def test_csv_field_over_the_csv_limit_is_one_line(tmp_path: Path) -> None:
+    dataset = _dataset_with_rows(tmp_path / "wide", [f"images/a.png,3,train,{'x' * 200_000}"], {})
+    text = (dataset / "labels.csv").read_text().replace("path,label,split", "path,label,split,note")
+    (dataset / "labels.csv").write_text(text)
+    assert "line 2: not valid CSV (field larger than field limit" in _load_error(dataset)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate-font-digits", "--count", "10", "--workers", "100000", "--output", "o"], "--workers: 100000 is"),
+        (["sample-configs", "--count", str(10**20)], "--count: 100000000000000000000 is more than 100,000"),
+        (["hpo-schedule", "--max-epochs", str(10**20)], "--max-epochs: 100000000000000000000 is more than"),
+        (["train-sklearn", "--train", "x", "--val", "x", "--epochs", str(10**20)], "is more than 1000 epochs"),
+        (["train-sklearn", "--train", "x", "--val", "x", "--seed", str(10**30)], "--seed: 1000000000000000000000"),
+        (["train-torch", "--train", "x", "--val", "x", "--width", str(10**17)], "--width: 100000000000000000 is out"),
+        (["train-torch", "--train", "x", "--val", "x", "--seed", str(10**30)], "--seed: 1000000000000000000000"),
+        (
+            ["train-torch", "--train", "x", "--val", "x", "--config", '{"a":' * 100_000 + "1" + "}" * 100_000],
+            "--config: JSON nested too deeply",
+        ),
+        (["generate-markov-text", "--length", str(10**20), "--output", "o"], "--length: 100000000000000000000 is"),
+        (["bootstrap-mnist", "--seed", str(10**30), "--output", "o"], "--seed: 1000000000000000000000000000000 is"),
+    ],
+)
+def test_unbounded_flags_are_one_line(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert message in one_line(CliRunner().invoke(app, args))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gs_source_without_credentials_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("google.cloud.storage")
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server answers here
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    args = ["prepare-corpus", "--source", "gs://some-bucket/text.txt", "--output", str(tmp_path / "corpus")]
+    assert "no Google Cloud credentials" in one_line(CliRunner().invoke(app, args))
+    assert not (tmp_path / "corpus").exists()
+
+
+_INTEGERS = st.integers(min_value=-(10**30), max_value=10**30)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    command=st.sampled_from(
+        [
+            ["sample-configs", "--count={}"],
+            ["sample-configs", "--count=2", "--seed={}"],
+            ["hpo-schedule", "--max-epochs={}"],
+            ["hpo-schedule", "--max-epochs=27", "--eta={}"],
+            ["hpo-schedule", "--max-epochs=27", "--min-epochs={}"],
+            ["train-sklearn", "--train=missing", "--val=missing", "--epochs={}"],
+            ["train-sklearn", "--train=missing", "--val=missing", "--seed={}"],
+            ["train-torch", "--train=missing", "--val=missing", "--epochs={}"],
+            ["train-torch", "--train=missing", "--val=missing", "--width={}"],
+            ["train-torch", "--train=missing", "--val=missing", "--batch-size={}"],
+            ["generate-font-digits", "--fonts=missing-fonts", "--output=missing-out", "--workers={}"],
+            ["generate-font-digits", "--fonts=missing-fonts", "--output=missing-out", "--count={}"],
+            ["generate-markov-text", "--source=missing.txt", "--length={}"],
+            ["bootstrap-mnist", "--source=bundled", "--output=missing-out/x/..", "--limit={}"],
+        ]
+    ),
+    value=_INTEGERS | st.sampled_from([0, 1, -1, 2**31, 2**32, 2**63, 2**64]),
+)
+def test_fuzzed_numeric_flags_end_in_success_or_one_line(
+    command: list[str], value: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any integer on a numeric flag: the command succeeds or prints one line and exits 2 — never a traceback,
+    never minutes of work (the fixed flags point at missing inputs, so a valid value fails fast on them)."""
+    args = [part.format(value) for part in command]
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    if result.exit_code == 0:
+        return
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    one_line(result)

@@ -10,6 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import posixpath
+import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +32,10 @@ IMAGES_DIR = "images"
 REQUIRED_COLUMNS = ("path", "label", "split")
 SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 28
+#: A 28×28 grayscale PNG is under 1 KB; anything near this is not one of ours (and is not read further).
+MAX_IMAGE_BYTES = 1 << 20
+_LABEL = re.compile(r"[0-9]{1,9}")
+_NEGATIVE_LABEL = re.compile(r"-[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,10 @@ def parse_manifest(text: str, *, source: str = MANIFEST_NAME) -> list[ManifestRo
     """Parse manifest text; ``source`` names the file in error messages. Rows are numbered as in the file
     (the header is line 1)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise ExpforgeError(f"{source} line 1: not valid CSV ({exc})") from None
     if not header:
         raise ExpforgeError(f"{source}: empty file; expected a header with columns {','.join(REQUIRED_COLUMNS)}")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -63,8 +74,17 @@ def parse_manifest(text: str, *, source: str = MANIFEST_NAME) -> list[ManifestRo
         raise ExpforgeError(f"{source}: header has duplicate column names: {','.join(header)}")
     extra_columns = [c for c in header if c not in REQUIRED_COLUMNS]
     rows: list[ManifestRow] = []
-    seen_paths: set[str] = set()
-    for line_no, record in enumerate(reader, start=2):
+    seen_paths: dict[str, str] = {}
+    records = iter(reader)
+    line_no = 1
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise ExpforgeError(f"{source} line {max(reader.line_num, line_no + 1)}: not valid CSV ({exc})") from None
+        line_no += 1
         where = f"{source} line {line_no}"
         if None in record:
             raise ExpforgeError(f"{where}: more fields than the {len(header)} header columns")
@@ -73,18 +93,21 @@ def parse_manifest(text: str, *, source: str = MANIFEST_NAME) -> list[ManifestRo
         path = record["path"].strip()
         if not path:
             raise ExpforgeError(f"{where}: empty path")
-        if path.startswith("/") or ".." in Path(path).parts:
+        normal = posixpath.normpath(path)
+        if path.startswith("/") or "\\" in path or normal == "." or normal.split("/")[0] == "..":
             raise ExpforgeError(f"{where}: path {path!r} must be relative to the dataset directory")
-        if path in seen_paths:
-            raise ExpforgeError(f"{where}: path {path!r} is listed twice")
-        seen_paths.add(path)
+        if ".." in Path(path).parts:
+            raise ExpforgeError(f"{where}: path {path!r} must be relative to the dataset directory")
+        if normal in seen_paths:
+            same = "" if seen_paths[normal] == path else f" (as {seen_paths[normal]!r})"
+            raise ExpforgeError(f"{where}: path {path!r} is listed twice{same}")
+        seen_paths[normal] = path
         raw_label = record["label"].strip()
-        try:
-            label = int(raw_label)
-        except ValueError:
-            raise ExpforgeError(f"{where}: label {raw_label!r} is not an integer") from None
-        if label < 0:
-            raise ExpforgeError(f"{where}: label {label} is negative; expected a class index ≥ 0")
+        if _NEGATIVE_LABEL.fullmatch(raw_label):
+            raise ExpforgeError(f"{where}: label {raw_label} is negative; expected a class index ≥ 0")
+        if not _LABEL.fullmatch(raw_label):
+            raise ExpforgeError(f"{where}: label {raw_label[:40]!r} is not an integer (ASCII digits 0-9)")
+        label = int(raw_label)
         split = record["split"].strip()
         check_split(split, where=where)
         rows.append(ManifestRow(path, label, split, {c: record[c] for c in extra_columns}))
@@ -115,24 +138,56 @@ def select_rows(
 
 
 def load_image(dataset_dir: Path, row: ManifestRow) -> np.ndarray:
-    """Load one 28×28 grayscale PNG as ``uint8``; raise a one-line error for a missing or non-PNG file."""
+    """Load one 28×28 grayscale PNG as ``uint8``; raise a one-line error for a missing or non-PNG file.
+
+    The file must resolve (links followed) to a regular file inside the dataset directory: a link to an image
+    elsewhere is refused, and a FIFO or device is refused before it is opened (opening a FIFO blocks). The
+    image size is checked from the header before any pixel is decoded, so a decompression bomb costs nothing;
+    only 8-bit grayscale (mode ``L``) is accepted — RGBA or colour images are refused rather than silently
+    converted (convert them explicitly, e.g. ``Image.open(p).convert("L")``, knowing what alpha means there).
+    """
     path = dataset_dir / row.path
     where = str(path)
+    real_root = os.path.realpath(dataset_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise ExpforgeError(f"{where}: resolves to {real}, outside the dataset directory; refusing it")
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        mode = os.stat(real).st_mode
     except FileNotFoundError:
         raise ExpforgeError(f"{where}: image listed in {MANIFEST_NAME} does not exist") from None
-    except IsADirectoryError:
-        raise ExpforgeError(f"{where}: expected a PNG file, found a directory") from None
+    except OSError as exc:
+        raise ExpforgeError(f"{where}: cannot read image ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ExpforgeError(f"{where}: expected a PNG file, found a directory")
+    if not stat.S_ISREG(mode):
+        raise ExpforgeError(f"{where}: not a regular file (a FIFO, socket or device); expected a PNG file")
+    try:
+        with open(real, "rb") as handle:
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ExpforgeError(f"{where}: cannot read image ({exc.strerror})") from None
     if not data.startswith(PNG_SIGNATURE):
         raise ExpforgeError(f"{where}: not a PNG file")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ExpforgeError(f"{where}: {MAX_IMAGE_BYTES:,}+ bytes is far too large for a 28×28 PNG")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.size != (IMAGE_SIZE, IMAGE_SIZE):  # from the header: nothing decoded yet
+                raise ExpforgeError(f"{where}: image is {image.size[0]}×{image.size[1]}; expected 28×28")
+            if image.mode != "L":
+                raise ExpforgeError(
+                    f"{where}: image mode {image.mode}; expected 8-bit grayscale (L), convert it explicitly"
+                )
             image.load()
-            array = np.asarray(image.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ExpforgeError(f"{where}: unreadable PNG ({exc})") from None
+            array = np.asarray(image, dtype=np.uint8)
+    except ExpforgeError:
+        raise
+    except Image.DecompressionBombError as exc:  # raised by Image.open from the header alone
+        raise ExpforgeError(f"{where}: refused as a decompression bomb ({exc}); expected a 28×28 PNG") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExpforgeError(f"{where}: unreadable PNG ({first[:200]})") from None
     if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
         raise ExpforgeError(f"{where}: image is {array.shape[1]}×{array.shape[0]}; expected 28×28")
     return array

@@ -36,6 +36,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         vocabulary_from: Path | None = typer.Option(
             None, "--vocabulary-from", help="Reuse the tokenizer and vocabulary of this prepared corpus."
         ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output (never an input)."),
     ) -> None:
         """Tokenize text into uint16 train.bin/val.bin plus meta.json, with a deterministic block split."""
         from expforge.text.prepare import prepare_corpus as prepare
@@ -49,6 +50,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             seed=seed,
             max_chars=max_chars or None,
             vocabulary_from=vocabulary_from,
+            overwrite=overwrite,
         )
         typer.echo(json.dumps(_summary(result), indent=2))
 
@@ -63,6 +65,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         unit: str = typer.Option("char", "--unit", help="char | word"),
         length: int = typer.Option(1_000_000, "--length", help="Units (characters or words) to generate."),
         seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
     ) -> None:
         """Synthetic text from an order-k character or word Markov chain fitted on a corpus."""
         from expforge.text.markov import corpus_source
@@ -75,5 +78,6 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             unit=unit,
             length=length,
             seed=seed,
+            overwrite=overwrite,
         )
         typer.echo(json.dumps(result, indent=2))

@@ -30,12 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from expforge.atomic import staged_file
+from expforge.atomic import check_output, staged_file
 from expforge.errors import ExpforgeError
-from expforge.text.sources import SourceText, load_source
+from expforge.text.sources import SourceText, load_source, source_path
 
 UNITS = ("char", "word")
 MAX_ORDER = 32
+#: Most units one run generates (about 100 MB of characters): more is a typo, and would exhaust memory.
+MAX_LENGTH = 100_000_000
 _WORD = re.compile(r"\n|[^\S\n]*\S+")
 
 
@@ -144,10 +146,16 @@ def fit_markov(text: str, order: int = 6, unit: str = "char") -> MarkovModel:
     )
 
 
-def generate(model: MarkovModel, length: int, seed: int = 0) -> str:
-    """``length`` units (characters or word tokens) of text sampled from ``model``; deterministic in ``seed``."""
+def _check_length(length: int) -> None:
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ExpforgeError(f"--length: {length!r} is not a positive integer")
+    if length > MAX_LENGTH:
+        raise ExpforgeError(f"--length: {length} is more than {MAX_LENGTH:,} units")
+
+
+def generate(model: MarkovModel, length: int, seed: int = 0) -> str:
+    """``length`` units (characters or word tokens) of text sampled from ``model``; deterministic in ``seed``."""
+    _check_length(length)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ExpforgeError(f"--seed: {seed!r} is not a non-negative integer")
     k = model.order
@@ -186,20 +194,24 @@ def generate_markov_text(
     unit: str = "char",
     length: int = 1_000_000,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Fit a chain on ``source`` (a source name/path/URI, or a :class:`SourceText`) and write ``length`` units.
 
-    The output is one UTF-8 text file, written atomically. Returns a summary (source record, chain size,
-    output checksum, seconds).
+    The output is one UTF-8 text file, written atomically; an existing file is refused unless ``overwrite``,
+    and the source file itself always. Returns a summary (source record, chain size, output checksum, seconds).
     """
     started = time.perf_counter()
     _check(order, unit)
+    _check_length(length)
+    inputs = [source_path(source)]
+    check_output(output, directory=False, inputs=inputs, overwrite=overwrite, flag="--output")
     text = source if isinstance(source, SourceText) else load_source(source)
     model = fit_markov(text.text, order=order, unit=unit)
     fitted = time.perf_counter()
     generated = generate(model, length, seed)
     data = generated.encode("utf-8")
-    with staged_file(output) as staging:
+    with staged_file(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging:
         staging.write_bytes(data)
     finished = time.perf_counter()
     return {

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from expforge.atomic import staged_directory
+from expforge.atomic import check_output, staged_directory
 from expforge.errors import ExpforgeError
 from expforge.text import tokenize
 from expforge.text.corpus import (
@@ -40,7 +40,7 @@ from expforge.text.corpus import (
     sha256_bytes,
     vocabulary_sha256,
 )
-from expforge.text.sources import SourceText, load_source
+from expforge.text.sources import SourceText, load_source, source_path
 
 SPLIT_BLOCKS = 100
 MIN_BLOCK_CHARS = 256
@@ -115,6 +115,7 @@ def prepare_corpus(
     seed: int = 0,
     max_chars: int | None = None,
     vocabulary_from: Path | str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Read ``sources``, split, tokenize and write a corpus directory at ``output`` (atomically).
 
@@ -123,6 +124,7 @@ def prepare_corpus(
     ``vocab_size`` are then taken from it. ``max_chars`` (``None``/0: all) keeps the first characters of the
     joined text, for quick experiments. Returns ``meta.json``'s content plus ``throughput`` (seconds, MB/s)
     and ``path``; the timings are not written to ``meta.json``, which stays identical for identical inputs.
+    An existing non-empty ``output`` is refused unless ``overwrite``; one that is or holds a source, always.
     """
     started = time.perf_counter()
     _check_parameters(val_fraction, seed, max_chars)
@@ -135,6 +137,8 @@ def prepare_corpus(
     if tokenizer == "bpe" and base is None:
         tokenize.check_vocab_size(vocab_size)
     output = Path(output)
+    inputs = [source_path(source) for source in sources] + [vocabulary_from]
+    check_output(output, directory=True, inputs=inputs, overwrite=overwrite, flag="--output")
 
     texts = [load_source(source) for source in sources]
     read_done = time.perf_counter()
@@ -213,7 +217,7 @@ def prepare_corpus(
         "text_sha256": split_parameters["text_sha256"],
         "split": split,
     }
-    with staged_directory(output) as staging:
+    with staged_directory(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging:
         (staging / TRAIN_FILE).write_bytes(train_bytes)
         (staging / VAL_FILE).write_bytes(val_bytes)
         if tokenizer_json is not None:

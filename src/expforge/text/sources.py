@@ -235,18 +235,26 @@ def gcs_text(uri: str) -> SourceText:
         raise ExpforgeError(
             f"--source {uri}: google-cloud-storage is not installed (pip install 'expforge[gcp]')"
         ) from None
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
+    try:
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
 
-        client = storage.Client(
-            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"), credentials=AnonymousCredentials()
-        )
-    else:
-        client = storage.Client()
+            client = storage.Client(
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"), credentials=AnonymousCredentials()
+            )
+        else:
+            client = storage.Client()
+    except Exception as exc:  # google.auth's DefaultCredentialsError, a project that cannot be determined, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExpforgeError(
+            f"--source {uri}: no Google Cloud credentials ({first[:200]}); run `gcloud auth application-default "
+            "login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from None
     try:
         data = client.bucket(bucket_name).blob(object_name).download_as_bytes()
-    except Exception as exc:  # google.api_core errors: NotFound, Forbidden, transport errors
-        raise ExpforgeError(f"--source {uri}: download failed ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # google.api_core / google.auth errors: NotFound, Forbidden, refresh, transport
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ExpforgeError(f"--source {uri}: download failed ({type(exc).__name__}: {first[:300]})") from None
     return SourceText(Path(object_name).name, uri, decode_text(data, uri))
 
 
@@ -264,6 +272,18 @@ def file_text(path: Path | str) -> SourceText:
     except OSError as exc:
         raise ExpforgeError(f"{path}: cannot read ({exc.strerror})") from None
     return SourceText(path.name, str(path.resolve()), decode_text(data, str(path)))
+
+
+def source_path(source: str | Path | SourceText) -> Path | None:
+    """The local file or directory a source reads, if any: what a step's output must never replace."""
+    if isinstance(source, SourceText):
+        candidate = source.uri.split("#", 1)[0]
+        return Path(candidate) if candidate.startswith("/") and Path(candidate).exists() else None
+    if isinstance(source, Path):
+        return source
+    if source in NAMED_SOURCES or source.startswith("gs://") or not source.strip():
+        return None
+    return Path(source)
 
 
 def load_source(source: str | Path) -> SourceText:

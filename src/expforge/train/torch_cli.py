@@ -37,6 +37,27 @@ FLAG_NAMES = {
     "seed": "--seed",
 }
 
+#: Upper bounds of the numeric settings, checked here before the trainer allocates anything: past them a run
+#: only exhausts memory or time (a width of 10^17 asks for exabytes; torch seeds are 64-bit).
+SETTING_BOUNDS: dict[str, tuple[int, int]] = {
+    "width": (1, 1024),
+    "hidden": (1, 65_536),
+    "batch_size": (1, 1_000_000),
+    "schedule_epochs": (1, 10_000),
+    "seed": (0, 2**63 - 1),
+}
+MAX_EPOCHS = 10_000
+
+
+def check_bounds(settings: dict[str, Any], epochs: int) -> None:
+    """One line naming the setting (its flag when it has one) whose integer value is out of range."""
+    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
+        raise ExpforgeError(f"--epochs: {epochs} is more than {MAX_EPOCHS}; expected 1–{MAX_EPOCHS}")
+    for key, (low, high) in SETTING_BOUNDS.items():
+        value = settings.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+            raise ExpforgeError(f"{FLAG_NAMES.get(key, key)}: {value} is out of range; expected {low}–{high}")
+
 
 def read_config(source: str) -> dict[str, Any]:
     """``--config`` value → mapping: inline JSON (starts with ``{``) or a JSON/YAML/TOML file by suffix."""
@@ -46,6 +67,8 @@ def read_config(source: str) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ExpforgeError(f"--config: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ExpforgeError("--config: JSON nested too deeply; expected a flat mapping of settings") from None
         origin = "--config"
     else:
         path = Path(source)
@@ -71,6 +94,8 @@ def read_config(source: str) -> dict[str, Any]:
             raise ExpforgeError(f"{origin}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ExpforgeError(f"{origin}: invalid TOML ({exc})") from None
+        except RecursionError:
+            raise ExpforgeError(f"{origin}: nested too deeply; expected a flat mapping of settings") from None
         except Exception as exc:  # yaml.YAMLError and its many subclasses
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExpforgeError(f"{origin}: invalid YAML ({first})") from None
@@ -114,8 +139,10 @@ def register(command: Callable[[str], Callable[[Callable[..., Any]], Callable[..
         device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
         resume_from: Path | None = typer.Option(None, "--resume-from", help="Checkpoint to continue (same config)."),
         history: Path | None = typer.Option(None, "--history", help="Write the per-epoch metrics CSV here."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output/--history file."),
     ) -> None:
         """Train the digit CNN (PyTorch; CUDA when present) with per-epoch train/val metrics and a checkpoint."""
+        from expforge.atomic import check_output
         from expforge.train.torch_trainer import TorchTrainConfig, train_torch, write_history_csv
 
         flags = {
@@ -138,7 +165,15 @@ def register(command: Callable[[str], Callable[[Callable[..., Any]], Callable[..
         given = {key: value for key, value in flags.items() if value is not None}
         settings = {**(read_config(config) if config is not None else {}), **given}
         labels = {key: FLAG_NAMES[key] for key in given}
+        check_bounds(settings, epochs)
         train_config = TorchTrainConfig.from_dict(settings, labels=labels)
+        # The checkpoint is rewritten as the run goes (it is also the resume point), so the output is checked
+        # here, once: resuming into the checkpoint being continued is the one existing file taken over.
+        inputs = [*train, val]
+        resuming_in_place = resume_from is not None and Path(resume_from).resolve() == Path(output).resolve()
+        check_output(output, directory=False, inputs=inputs, overwrite=overwrite or resuming_in_place, flag="--output")
+        if history is not None:
+            check_output(history, directory=False, inputs=[*inputs, output], overwrite=overwrite, flag="--history")
 
         def progress(epoch: Any) -> None:
             typer.echo(

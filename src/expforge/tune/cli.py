@@ -13,6 +13,12 @@ from typing import Any
 
 import typer
 
+#: Upper bounds of the numeric flags: a schedule or a sample beyond them is a typo, and would run for ever.
+MAX_EPOCHS = 100_000
+MAX_ETA = 1_000
+MAX_COUNT = 100_000
+MAX_SEED = 2**63 - 1
+
 
 def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -> None:
     """Declare this area's commands on the ``expforge`` app."""
@@ -26,8 +32,13 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         as_json: bool = typer.Option(False, "--json", help="Print the schedule as JSON."),
     ) -> None:
         """Print the Hyperband brackets (configs and epochs per rung) and the epoch budget."""
+        from expforge.errors import ExpforgeError
         from expforge.tune.hyperband import hyperband_schedule, validate_schedule_inputs
 
+        if max_epochs > MAX_EPOCHS:
+            raise ExpforgeError(f"--max-epochs: {max_epochs} is more than {MAX_EPOCHS:,}")
+        if eta > MAX_ETA:
+            raise ExpforgeError(f"--eta: {eta} is more than {MAX_ETA:,}")
         validate_schedule_inputs(max_epochs, eta, min_epochs, names=("--max-epochs", "--eta", "--min-epochs"))
         schedule = hyperband_schedule(max_epochs, eta, min_epochs)
         typer.echo(json.dumps(schedule.to_dict(), indent=2) if as_json else schedule.table())
@@ -48,7 +59,11 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
 
         if count < 0:
             raise ExpforgeError(f"--count: {count} is negative")
+        if count > MAX_COUNT:
+            raise ExpforgeError(f"--count: {count} is more than {MAX_COUNT:,} configurations")
         if seed < 0:
             raise ExpforgeError(f"--seed: {seed} is negative")
+        if seed > MAX_SEED:
+            raise ExpforgeError(f"--seed: {seed} is more than {MAX_SEED}")
         search_space = SearchSpace.load(space) if space is not None else SearchSpace.default()
         typer.echo(json.dumps(sample_trials(search_space, count, seed, salt, id_prefix), indent=2))
