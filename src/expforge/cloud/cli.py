@@ -76,6 +76,9 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
         api_endpoint: str | None = typer.Option(
             None, "--api-endpoint", envvar=ENDPOINT_ENV, help=f"Vertex AI API endpoint (env {ENDPOINT_ENV})."
         ),
+        target: str = typer.Option("vertex", "--target", help="vertex (Vertex AI Pipelines) or kfp (a KFP cluster)."),
+        host: str | None = typer.Option(None, "--host", help="--target kfp: the KFP API URL."),
+        namespace: str | None = typer.Option(None, "--namespace", help="--target kfp: Kubernetes namespace."),
         wait: bool = typer.Option(False, "--wait", help="Watch the run until it ends; exit 0 only on SUCCEEDED."),
         poll_interval: float = typer.Option(10.0, "--poll-interval", help="Seconds between --wait polls."),
     ) -> None:
@@ -88,6 +91,31 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
             from expforge.cloud.templates import parse_template
 
             parse_template(template)  # a wrong form is one line before anything else
+        if target not in ("vertex", "kfp"):
+            raise ExpforgeError(f"--target: {target!r}: expected vertex or kfp")
+        if target == "kfp":
+            from expforge.cloud.kfp_target import submit_kfp
+
+            kfp_run = submit_kfp(
+                template or pipeline or "",
+                host=host,
+                namespace=namespace,
+                experiment=experiment,
+                parameters=_pairs(param, "--param"),
+                enable_caching=cache,
+                display_name=display_name,
+                images=images,
+            )
+            typer.echo(f"started run {kfp_run.run_id} of {kfp_run.pipeline} (version {kfp_run.version_id})", err=True)
+            typer.echo(kfp_run.url)
+            if wait:
+                from expforge.cloud.kfp_target import kfp_poller
+                from expforge.cloud.wait import report, watch
+
+                say = lambda line: typer.echo(line, err=True)  # noqa: E731
+                poll = kfp_poller(kfp_run.host, kfp_run.run_id, namespace)
+                raise typer.Exit(report(watch(poll, interval_s=poll_interval, echo=say), kfp_run.url, say))
+            return
         options: dict[str, Any] = {
             "project": project,
             "region": region,
