@@ -174,7 +174,7 @@ def _stage(
     staged: list[ImageBuild] = []
     for build in builds:
         recipe = recipes[build.name]
-        plan = build_images.plan_image(recipes, recipe, "<parent>", "<parent>", manifest, fonts_from)
+        plan = build_images.plan_image(recipes, recipe, "<parent>", "<parent>", manifest, fonts_from, with_code=True)
         if recipe.is_gpu_recipe:  # the CUDA base image brings torch; every other wheel comes from the wheelhouse
             wheels = build_images.resolve_closure(recipe.requirements, recipe.no_deps, manifest)
             plan.wheels = [w for w in wheels if not w.startswith("torch-")]
