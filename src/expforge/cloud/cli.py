@@ -42,6 +42,21 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
 
     register_schedule(app)
 
+    @command("looker-url")
+    def looker_url_command(
+        project: str = typer.Option(None, "--project", help="Google Cloud project ID (of the BigQuery dataset)."),
+        dataset: str = typer.Option(None, "--dataset", help="BigQuery dataset made by `expforge bigquery setup`."),
+        template: str | None = typer.Option(None, "--template", help="Looker Studio report id to copy."),
+        report_name: str | None = typer.Option(None, "--report-name", help="Name of the new report."),
+        date_range: bool = typer.Option(
+            False, "--date-range", help="Custom queries filtered by the report's date range (@DS_START_DATE)."
+        ),
+    ) -> None:
+        """Print a Looker Studio Linking API URL creating a report with one data source per view."""
+        from expforge.cloud.looker import looker_url
+
+        typer.echo(looker_url(project, dataset, template=template, report_name=report_name, date_range=date_range))
+
     @command("submit")
     def submit(
         pipeline: str | None = typer.Argument(
