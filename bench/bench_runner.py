@@ -7,6 +7,12 @@
     from the Docker daemon's own event stream (the same measurement for both runners).
 (c) ``cached_rerun``: hook for a real pipeline (``--pipeline x.yaml -p k=v``): a cold run, then a re-run served
     from the cache — wall times and how many tasks were cached.
+(d) ``edit_to_result``: the developer's loop for one real step (``sample-configs``): edit the step library in a
+    copy of the tree, then run — ours with ``expforge run --dev`` in the step's image (no image build), kfp.local
+    with the same function as a lightweight component on its SubprocessRunner (local code, no image at all).
+
+Defaults matter here: (a) runs with the runner's default admission (tasks without requests count as 0.5 CPU),
+the target being 4 × 2 s in at most 2.3 s.
 
 When kfp.local cannot run a case here, the reason is recorded in the JSON instead of failing the benchmark.
 (No ``from __future__ import annotations``: KFP reads the components' annotations as real types.)
@@ -31,6 +37,7 @@ from kfp import compiler, dsl
 from expforge.atomic import staged_file
 from expforge.local_runner.api import RunResult, default_parallelism, run_pipeline
 from expforge.local_runner.docker_backend import docker_client
+from expforge.local_runner.resources import default_max_parallel
 from expforge.local_runner.values import parse_cli_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +132,7 @@ def bench_parallel_for(pipelines: dict[str, Any], work: Path, include_kfp_local:
         "task_seconds": SLEEP_S,
         "cores": default_parallelism(),
         "ideal_seconds": SLEEP_S,
+        "target_seconds": 2.3,
     }
     for label, slots in (("ours_subprocess_default_parallelism", None), ("ours_subprocess_max_parallel_4", 4)):
         seconds, run, error = timed(
@@ -134,7 +142,7 @@ def bench_parallel_for(pipelines: dict[str, Any], work: Path, include_kfp_local:
         )
         result[label] = {
             "wall_seconds": round(seconds, 2),
-            "max_parallel": slots or default_parallelism(),
+            "max_parallel": slots or default_max_parallel(),
             "state": run.state if run else None,
             "error": error,
         }
@@ -144,7 +152,7 @@ def bench_parallel_for(pipelines: dict[str, Any], work: Path, include_kfp_local:
         seconds, run, error = timed(lambda: run_pipeline(spec, backend="docker", root=work / "runs", use_cache=False))
         result["ours_docker_default_parallelism"] = {
             "wall_seconds": round(seconds, 2),
-            "max_parallel": default_parallelism(),
+            "max_parallel": default_max_parallel(),
             "state": run.state if run else None,
             "error": error,
         }
@@ -248,6 +256,95 @@ def bench_cached_rerun(spec: Path, params: dict[str, str], backend: str, work: P
     }
 
 
+# --- (d) ----------------------------------------------------------------------------------------------------
+
+DEV_STEP = "sample-configs"
+EDIT = '\n\ndef sample_trials(*args, **kwargs):\n    return [{"trial_id": "edited", "config": {}}]\n'
+
+
+def _copy_tree(target: Path) -> Path:
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("src", "components", "pipelines", "local_runner"):
+        shutil.copytree(REPO / folder, target / folder, ignore=ignore)
+    shutil.copy2(REPO / "pyproject.toml", target / "pyproject.toml")
+    return target
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def bench_edit_to_result(work: Path, include_kfp_local: bool) -> dict[str, Any]:
+    """Edit → result for one real step: ours ``--dev`` (Docker, the step's image) vs kfp.local (subprocess)."""
+    from expforge.components._adapter import pinned_images
+    from expforge.components.sample_configs import sample_configs
+    from expforge.tune.space import DEFAULT_SEARCH_SPACE
+
+    try:
+        image = json.loads((REPO / "build" / "images.json").read_text())[DEV_STEP]
+    except (OSError, ValueError, KeyError):
+        return {"skipped": f"{DEV_STEP} is not in build/images.json (make images)"}
+    client, problem = docker_client()
+    if client is None:
+        return {"skipped": f"no Docker daemon ({problem})"}
+    client.close()
+    with pinned_images({DEV_STEP: image}):
+
+        @dsl.pipeline(name="bench-dev-loop")
+        def dev_loop() -> list:
+            return sample_configs(search_space=DEFAULT_SEARCH_SPACE, count=4).output
+
+    spec = compile_to(dev_loop, work)
+    tree = _copy_tree(work / "tree")
+    space = tree / "src" / "expforge" / "tune" / "space.py"
+    root = work / "dev-runs"
+    result: dict[str, Any] = {"step": DEV_STEP, "image": image}
+    with _inside(tree):
+        first, run, error = timed(lambda: run_pipeline(spec, backend="docker", root=root, dev=True))
+        result["ours_dev_first_run"] = {
+            "wall_seconds": round(first, 2),
+            "state": run.state if run else None,
+            "error": error,
+        }
+        with space.open("a", encoding="utf-8") as handle:
+            handle.write(EDIT)
+        seconds, run, error = timed(lambda: run_pipeline(spec, backend="docker", root=root, dev=True))
+    task = (run.tasks.get(DEV_STEP) or {}) if run else {}
+    result["ours_dev_after_edit"] = {
+        "wall_seconds": round(seconds, 2),
+        "state": run.state if run else None,
+        "cached": task.get("cached"),
+        "saw_the_edit": (task.get("parameters") or {}).get("Output") == [{"trial_id": "edited", "config": {}}],
+        "image_builds": 0,
+        "error": error,
+    }
+    if include_kfp_local:
+        from kfp import local
+
+        @dsl.component(base_image=image, install_kfp_package=False)
+        def sample_light(count: int) -> list:
+            from expforge.tune.space import DEFAULT_SEARCH_SPACE, SearchSpace, sample_trials
+
+            space = SearchSpace.from_dict(DEFAULT_SEARCH_SPACE, source="search_space")
+            return sample_trials(space, count, 0, "", "")
+
+        @dsl.pipeline(name="bench-dev-loop-kfp-local")
+        def light() -> list:
+            return sample_light(count=4).output
+
+        seconds, _, error = kfp_local(local.SubprocessRunner(use_venv=False), light, work)
+        result["kfp_local_subprocess_lightweight"] = {"wall_seconds": round(seconds, 2), "error": error}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("bench/results/runner.json"))
@@ -264,6 +361,7 @@ def main() -> None:
         "machine": {
             "cpu_count": os.cpu_count(),
             "usable_cores": default_parallelism(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
@@ -284,6 +382,11 @@ def main() -> None:
                 report[name] = bench()
             except Exception:
                 report[name] = {"error": traceback.format_exc(limit=3)}
+        print("bench_runner: edit_to_result ...", file=sys.stderr, flush=True)
+        try:
+            report["edit_to_result"] = bench_edit_to_result(work, not args.skip_kfp_local)
+        except Exception:
+            report["edit_to_result"] = {"error": traceback.format_exc(limit=3)}
         if args.pipeline is not None:
             print("bench_runner: cached_rerun ...", file=sys.stderr, flush=True)
             report["cached_rerun"] = bench_cached_rerun(args.pipeline, parse_cli_params(args.param), args.backend, work)

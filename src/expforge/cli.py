@@ -212,7 +212,7 @@ def demo(
 
     params = {"mnist_source": source, "font_count": font_count, "real_fraction": real_fraction}
     result = run_demo(backend=backend, root=root, images=images, params=params, use_cache=not no_cache)
-    for line in describe_results(result):
+    for line in describe_results(result, root):
         typer.echo(line)
     if not result.succeeded:
         raise typer.Exit(1)
