@@ -34,6 +34,8 @@ def _timed_run(spec: Path, params: dict[str, Any], backend: str, root: Path, ver
     started = time.perf_counter()
     result = run_pipeline(spec, params, backend=backend, root=root, tracking="off")
     seconds = time.perf_counter() - started
+    if not result.succeeded:
+        raise SystemExit(f"bench_cache_verify: the {verify} run ended {result.state}: {result.record.get('error')}")
     tasks = result.tasks.values()
     return {
         "state": result.state,

@@ -217,6 +217,7 @@ def run_pipeline(
     run_dir = root_dir / run_id
     environment, shared_dirs = task_environment(root_dir, run_id, spec.name, tracking, task_env)
 
+    cache = TaskCache(root_dir / CACHE_DIR_NAME) if use_cache else None  # checks EXPFORGE_CACHE_VERIFY
     runner = select_backend(backend, max_parallel=slots) if isinstance(backend, str) else backend
     try:
         if dev:
@@ -246,7 +247,7 @@ def run_pipeline(
             run_dir=run_dir,
             backend=runner,
             storage=LocalStorage(),
-            cache=TaskCache(root_dir / CACHE_DIR_NAME) if use_cache else None,
+            cache=cache,
             record=RunRecord(run_dir / "run.json", header),
             progress=progress or ProgressReporter(),
             slots=Admission(slots, capacity),

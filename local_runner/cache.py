@@ -159,6 +159,8 @@ class TaskCache:
                     artifact = RuntimeArtifact.from_record(item)
                     stored = item.get("stored")
                     if stored is not None:
+                        if not isinstance(stored, str) or "/" in stored or stored.startswith("."):
+                            return None, None
                         local = store / stored
                         problem = self._verify(local, item.get("manifest") or [], artifact.digest)
                         if problem:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -96,14 +95,6 @@ def _share_with_task_user(path: Path, owner: tuple[int, int] | None) -> None:
     if os.getuid() != 0 or owner is None:
         return
     safefs.set_tree_owner_and_modes(path, owner[0], owner[1], _NORMAL_MODE, files=True)
-    for child, info in safefs.walk(path):
-        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o022:
-            with contextlib.suppress(OSError):
-                fd = safefs.open_nofollow(child, os.O_RDONLY)
-                try:
-                    os.fchmod(fd, info.st_mode & 0o755)
-                finally:
-                    os.close(fd)
 
 
 def pids_limit() -> int:

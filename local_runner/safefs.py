@@ -114,29 +114,36 @@ def walk(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
 def set_tree_owner_and_modes(
     root: Path, uid: int | None, gid: int | None, dir_mode: int | None, *, files: bool = False
 ) -> None:
-    """``chown``/``chmod`` ``root`` and every real directory under it through descriptors (symlinks are never
-    followed); with ``files``, regular files get the owner too. ``None`` leaves that attribute alone."""
-    for path, info in [(root, None), *walk(root)]:
-        if info is not None and not stat.S_ISDIR(info.st_mode):
-            if files and uid is not None and stat.S_ISREG(info.st_mode):
+    """``chown``/``chmod`` ``root`` and every real directory under it; with ``files``, regular files get the
+    owner too and lose group/other write. Walks with directory descriptors (``os.fwalk``), so a directory that a
+    running task swaps for a symlink mid-walk is skipped, never followed; ``None`` leaves that attribute alone."""
+    owner_gid = gid if gid is not None else -1
+    for _, _, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
+        info = os.fstat(dirfd)
+        if uid is not None and (info.st_uid != uid or (gid is not None and info.st_gid != gid)):
+            os.fchown(dirfd, uid, owner_gid)
+        if dir_mode is not None and stat.S_IMODE(info.st_mode) != dir_mode:
+            os.fchmod(dirfd, dir_mode)
+        if not files:
+            continue
+        for name in filenames:
+            try:
+                entry = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(entry.st_mode):
+                continue  # links (never followed), FIFOs, sockets
+            if uid is not None and (entry.st_uid != uid or (gid is not None and entry.st_gid != gid)):
                 with contextlib.suppress(FileNotFoundError):
-                    os.chown(path, uid, gid if gid is not None else -1, follow_symlinks=False)
-            continue
-        try:
-            fd = os.open(path, _DIR_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                continue  # swapped for a link since the walk: leave the link (and its target) alone
-            raise
-        try:
-            if uid is not None:
-                os.fchown(fd, uid, gid if gid is not None else -1)
-            if dir_mode is not None:
-                os.fchmod(fd, dir_mode)
-        finally:
-            os.close(fd)
+                    os.chown(name, uid, owner_gid, dir_fd=dirfd, follow_symlinks=False)
+            if entry.st_mode & 0o022:
+                with contextlib.suppress(OSError):
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+                    try:
+                        if stat.S_ISREG(os.fstat(fd).st_mode):
+                            os.fchmod(fd, stat.S_IMODE(entry.st_mode) & ~0o022)
+                    finally:
+                        os.close(fd)
 
 
 def copy_file(source: Path, target: Path, mode: int) -> None:

@@ -18,6 +18,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from expforge.local_runner import safefs
 from expforge.local_runner.backends import Launch, LaunchResult, signal_reason
 from expforge.local_runner.custom_path import CustomPathError, adopt_from_host
 
@@ -88,7 +89,7 @@ class SubprocessBackend:
             return LaunchResult(127, 0.0, "the container spec has neither command nor args")
         prepare_containerized_component(argv, launch.task_dir)
         started = time.monotonic()
-        with launch.log_path.open("ab") as log:
+        with os.fdopen(safefs.open_append(launch.log_path), "ab") as log:  # never through a planted link
             try:
                 process = subprocess.Popen(
                     argv,
