@@ -81,6 +81,7 @@ demo: venv fonts ## Compile mnist-synthetic and run it end to end (in its Docker
 	  bash containers/start-docker.sh || echo "demo: Docker unavailable; running the tasks as subprocesses"; fi
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; fi
 	$(EXPFORGE) demo $(DEMO_ARGS)
+	@echo "Look at the run: $(EXPFORGE) ui --root runs   (make ui)   then open http://127.0.0.1:8765/"
 
 .PHONY: test
 test: venv fonts lint ## Run every test (Docker tests too when a daemon answers; CI requires them)

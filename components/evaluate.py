@@ -1,4 +1,7 @@
-"""evaluate: accuracy, macro-F1, per-class report and confusion matrix of a model on one split."""
+"""evaluate: accuracy, macro-F1, per-class report and confusion matrix of a model on one split, plus the
+evaluation bundle (per-digit ROC/PR curves with AUCs, predictions.json, the most confident mistakes, a
+reliability diagram) under ``<evaluation>/bundle``. Vertex gets a ``ClassificationMetrics`` with the confusion
+matrix and the micro-average ROC curve."""
 
 from typing import NamedTuple
 
@@ -33,12 +36,19 @@ def evaluate(
 ) -> EvaluateOutputs:
     """Evaluate ``model`` on ``split`` of ``dataset``; accuracy and macro-F1 are also output parameters so a
     pipeline can gate on them (``dsl.If``)."""
+    from expforge.evaluate.bundle import write_bundle
     from expforge.evaluate.classification import evaluate_model
     from expforge.evaluate.report import render_html_report
 
     result = evaluate_model(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation))
-    log_scalars(metrics, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "n": result["n"]})
+    bundle = write_bundle(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation) / "bundle")
+    extra = {k: bundle[k] for k in ("macro_roc_auc", "micro_roc_auc", "expected_calibration_error") if k in bundle}
+    scalars = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "n": result["n"], **extra}
+    log_scalars(metrics, scalars)
     log_confusion_matrix(confusion_matrix, result["labels"], result["confusion_matrix"])
+    if bundle.get("micro"):
+        roc = bundle["micro"]
+        confusion_matrix.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
     write_text_artifact(report, render_html_report(result, artifact_dir(evaluation)))
     describe(evaluation, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "split": split})
     return EvaluateOutputs(float(result["accuracy"]), float(result["macro_f1"]))
