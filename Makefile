@@ -98,7 +98,7 @@ bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead,
 	  -p mnist_source=bundled -p font_count=5000
 
 # make pipeline-submit PIPELINE=mnist-synthetic PROJECT=my-project REGION=us-central1 BUCKET=my-bucket
-#   [EXPERIMENT=name] [SERVICE_ACCOUNT=sa@...] [PARAMS="k=v k2=v2"] [LABELS="k=v"] [CACHE=0|1] [DRY_RUN=1]
+#   [EXPERIMENT=name] [SERVICE_ACCOUNT=sa@...] [PARAMS="k=v k2=v2"] [LABELS="k=v"] [CACHE=0|1] [DRY_RUN=1] [WAIT=1]
 # (images: build/images.json when present; for Vertex use pushed references, e.g. IMAGES=build/cloudbuild/images.json)
 IMAGES ?= $(wildcard $(IMAGES_JSON))
 .PHONY: pipeline-submit
@@ -107,7 +107,17 @@ pipeline-submit: venv ## Compile PIPELINE and submit it to Vertex AI Pipelines (
 	  $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)") \
 	  $(foreach p,$(PARAMS),-p "$(p)") $(foreach l,$(LABELS),--label "$(l)") \
 	  $(if $(filter 0 false no,$(CACHE)),--no-cache) $(if $(filter 1 true yes,$(CACHE)),--cache) \
-	  $(if $(IMAGES),--images "$(IMAGES)") $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+	  $(if $(IMAGES),--images "$(IMAGES)") $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) \
+	  $(if $(filter 1 true yes,$(WAIT)),--wait)
+
+.PHONY: bigquery-setup
+bigquery-setup: venv ## Create the BigQuery dataset, tables and Looker views (PROJECT, DATASET; DRY_RUN=1 prints the DDL)
+	@$(EXPFORGE) bigquery setup --project "$(PROJECT)" --dataset "$(or $(DATASET),expforge)" \
+	  $(if $(LOCATION),--location "$(LOCATION)") $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+
+.PHONY: bench-cloud
+bench-cloud: venv ## BigQuery setup time, rows/bytes each view reads (100 runs), submit --wait calls per minute; JSON under bench/results/
+	$(PY) bench/bench_cloud.py --output bench/results/cloud.json $(BENCH_ARGS)
 
 .PHONY: bench-hpo
 bench-hpo: venv fonts ## Hyperband vs random search (3 seeds), font/real accuracy recipes, CPU throughput; JSON under bench/results/
