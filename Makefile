@@ -43,9 +43,13 @@ fonts: ## Install the Debian font packages the digit renderer uses (when root an
 	@bash containers/install-fonts.sh $(FONT_PACKAGES)
 
 .PHONY: lint
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check, import contracts (import-linter) and types (mypy)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# mypy and import-linter read files by module name: lay the package out as one tree first.
+	$(PY) .ci/layers_tree.py >/dev/null
+	PYTHONPATH=$(BUILD)/layers $(VENV)/bin/lint-imports pyproject.toml
+	$(VENV)/bin/mypy --config-file pyproject.toml
 
 .PHONY: docker-up
 docker-up: ## Start dockerd in the background when it is installed but not running

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 from google.protobuf import json_format
@@ -25,10 +25,11 @@ from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from expforge.errors import ExpforgeError
 from expforge.spec.graph_check import check_pipeline_graph
 
-ComponentSpec = pb.ComponentSpec
-TaskSpec = pb.PipelineTaskSpec
-ContainerSpec = pb.PipelineDeploymentConfig.PipelineContainerSpec
-ImporterSpec = pb.PipelineDeploymentConfig.ImporterSpec
+# (kfp's generated protobuf modules carry no type stubs: these aliases are ``Any`` to mypy, named for readers)
+ComponentSpec: TypeAlias = pb.ComponentSpec
+TaskSpec: TypeAlias = pb.PipelineTaskSpec
+ContainerSpec: TypeAlias = pb.PipelineDeploymentConfig.PipelineContainerSpec
+ImporterSpec: TypeAlias = pb.PipelineDeploymentConfig.ImporterSpec
 
 # Control-flow groups are sub-DAGs the compiler generates for dsl.ParallelFor / dsl.If / dsl.ExitHandler. They
 # are not user-visible steps, so task keys elide them (a nested *pipeline*, by contrast, adds a path segment).

@@ -97,7 +97,7 @@ class VertexSink:
                     wall.FromDatetime(parse_time(payload["logged_at"]).replace(tzinfo=None))
                     aiplatform.log_time_series_metrics(payload["metrics"], step=payload["step"], wall_time=wall)
                 elif op == "end":
-                    from google.cloud.aiplatform.compat.types import execution
+                    from google.cloud.aiplatform.compat.types import execution  # type: ignore[attr-defined]
 
                     state = getattr(execution.Execution.State, _VERTEX_STATES[payload["state"]])
                     aiplatform.end_run(state=state)

@@ -69,7 +69,7 @@ class Parameter:
         if self.distribution == "int":
             return int(rng.integers(int(self.low), int(self.high) + 1))  # type: ignore[arg-type]
         if self.distribution == "uniform":
-            return float(rng.uniform(self.low, self.high))
+            return float(rng.uniform(self.low, self.high))  # type: ignore[arg-type]
         # log-uniform: uniform in log space, so each decade is equally likely (learning rates, weight decay).
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))  # type: ignore[arg-type]
 
