@@ -114,8 +114,18 @@ def build_wheelhouse(recipes: dict[str, Recipe] | None = None, *, force: bool = 
     extras, other_reqs = merge_expforge_extras(reqs)
     if any(r.replace(" ", "").startswith("torch") and r != TORCH_PIN for r in [*other_reqs, *no_deps]):
         raise BuildError(f"images may only ask for {TORCH_PIN!r} (any other torch spec pulls CUDA packages)")
+    # Only what the images' resolution depends on: an edit to tool settings or to an extra no image installs
+    # (dev, ui, ...) re-resolves nothing.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    optional = project.get("optional-dependencies", {})
     deps_stamp = sha256_json(
-        {"pyproject": sha256_file(REPO / "pyproject.toml"), "extras": extras, "reqs": other_reqs, "no_deps": no_deps}
+        {
+            "dependencies": project.get("dependencies", []),
+            "optional": {extra: optional.get(extra, []) for extra in extras},
+            "extras": extras,
+            "reqs": other_reqs,
+            "no_deps": no_deps,
+        }
     )
 
     existing = sorted(WHEELHOUSE.glob(PROJECT_WHEEL_GLOB))
@@ -181,8 +191,9 @@ def _resolve_dependencies(wheel: Path, extras: list[str], other_reqs: list[str],
         for new in out.glob("*.whl"):
             if is_project_wheel(new.name):
                 continue
-            # An unchanged wheel keeps its file (and its cached hash); only new ones move in.
-            if not (WHEELHOUSE / new.name).is_file() or sha256_file(new) != sha256_file(WHEELHOUSE / new.name):
+            # A wheel already here keeps its file: its name pins the version, and a wheel pip rebuilt from an
+            # sdist may differ in bytes only, which would change image hashes for nothing.
+            if not (WHEELHOUSE / new.name).is_file():
                 shutil.move(str(new), WHEELHOUSE / new.name)
 
 
