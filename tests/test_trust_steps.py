@@ -502,3 +502,19 @@ def test_fuzzed_numeric_flags_end_in_success_or_one_line(
         return
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     one_line(result)
+
+
+def test_the_hint_for_an_old_model_is_a_command_that_works(real, tmp_path: Path) -> None:
+    import joblib
+
+    _, model = real
+    old = tmp_path / "model.skops"  # an old pickle under the new suffix: the hint must not name the same file
+    joblib.dump(load_model(model), old)
+    with pytest.raises(ExpforgeError) as caught:
+        load_model(old)
+    command = str(caught.value).split("convert it once with: ", 1)[1].split()
+    assert command[:2] == ["expforge", "convert-model"] and "--trust-pickle" in command
+    result = CliRunner().invoke(app, command[1:])
+    assert result.exit_code == 0, result.output
+    converted = Path(command[command.index("--output") + 1])
+    assert converted != old and load_model(converted)["format"] == MODEL_FORMAT

@@ -29,7 +29,9 @@ _HEAD_BYTES = 8
 
 def convert_hint(path: Path | str) -> str:
     """The opt-in command that turns a trusted old joblib model into a skops one."""
-    return f"expforge convert-model {path} --output {Path(path).with_suffix('.skops')} --trust-pickle"
+    path = Path(path)
+    target = path.with_suffix(".skops") if path.suffix != ".skops" else path.with_name(f"{path.stem}.converted.skops")
+    return f"expforge convert-model {path} --output {target} --trust-pickle"
 
 
 def check_regular_file(path: Path | str, *, what: str = "model file") -> Path:
