@@ -29,7 +29,7 @@ PROJECT = "expforge-local"
 
 
 def test_ddl_is_valid_bigquery_with_day_partitioning_and_clustering() -> None:
-    import sqlglot
+    sqlglot = pytest.importorskip("sqlglot", reason="sqlglot comes with bqemulator (expforge[standins])")
     from sqlglot import exp
 
     todo = statements("my-project", "dash_1", "EU")
@@ -338,3 +338,39 @@ def test_pipeline_tasks_state_duration_cache_and_attempts(bigquery, history) -> 
     for row in rows:
         assert row["duration_s"] == pytest.approx((row["ended_at"] - row["started_at"]).total_seconds())
     assert rows[0]["started_at"].isoformat().startswith("2026-03-01T10:00:09")  # the last attempt's start
+
+
+@pytest.mark.e2e
+def test_views_after_a_real_tracked_pipeline_run(gcp_env, gcp_stack, tmp_path: Path) -> None:
+    """mnist-baseline run by the local runner with `gcp` tracking against the stand-ins: every view reads the
+    rows the tasks wrote (the dataset was made by `expforge bigquery setup` through the stand-in fixture)."""
+    from expforge.local_runner.api import run_pipeline
+    from expforge.pipelines.compile import compile_pipeline
+
+    small = {"mnist_source": "bundled", "mnist_limit": 1000, "font_count": 500, "epochs": 2}
+    spec = compile_pipeline("mnist-baseline", tmp_path / "mnist.yaml")
+    result = run_pipeline(spec, small, backend="subprocess", root=tmp_path / "runs", tracking="gcp", task_env=gcp_env)
+    assert result.state == "SUCCEEDED"
+    dataset, emulator = gcp_env["EXPFORGE_BQ_DATASET"], gcp_stack.bigquery
+    tasks = {f"{result.run_id}/{key}" for key in result.tasks}
+
+    latest = _rows(emulator, f"SELECT run_id, state, task FROM `{gcp_stack.project}.{dataset}.runs_latest`")
+    assert {r["run_id"] for r in latest} == {result.run_id, *tasks}
+    assert all(r["state"] == "SUCCEEDED" for r in latest)
+    board = _rows(
+        emulator,
+        f"SELECT run_id, value FROM `{gcp_stack.project}.{dataset}.leaderboard` WHERE metric = 'accuracy' "
+        "ORDER BY rank_desc",
+    )
+    accuracy = result.pipeline_outputs["accuracy"]
+    assert {r["run_id"] for r in board} >= {result.run_id, f"{result.run_id}/evaluate"}
+    assert all(r["value"] == pytest.approx(accuracy) for r in board if r["run_id"] == result.run_id)
+    pipeline_tasks = _rows(
+        emulator, f"SELECT run_id, state, attempts, cache_hit FROM `{gcp_stack.project}.{dataset}.pipeline_tasks`"
+    )
+    assert {r["run_id"]: (r["state"], r["attempts"], r["cache_hit"]) for r in pipeline_tasks} == {
+        run_id: ("SUCCEEDED", 1, False) for run_id in tasks
+    }
+    final = _rows(emulator, f"SELECT run_id, metric FROM `{gcp_stack.project}.{dataset}.metrics_final`")
+    assert (f"{result.run_id}/evaluate", "accuracy") in {(r["run_id"], r["metric"]) for r in final}
+    assert _rows(emulator, f"SELECT * FROM `{gcp_stack.project}.{dataset}.hpo_trials`") == []  # no HPO here
