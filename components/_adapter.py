@@ -49,8 +49,11 @@ def _tracked_and_clean_on_bad_input(step: str, func: F) -> F:
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
         from expforge.components._tracking import call_tracked
+        from expforge.task_env import TaskEnvironment, warn_unknown_variables
 
         with bad_input_exits():
+            TaskEnvironment.from_env()  # a malformed EXPFORGE_* value is one line and exit 2, before any work
+            warn_unknown_variables()
             return call_tracked(step, func, kwargs)
 
     # KFP's executor reads the parameters with inspect.getfullargspec, which does not follow __wrapped__.

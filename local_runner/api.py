@@ -43,6 +43,7 @@ from expforge.local_runner.spec import PipelineSpecFile, load_pipeline_spec
 from expforge.local_runner.tracking import PipelineRunTracker
 from expforge.local_runner.values import resolve_pipeline_inputs
 from expforge.local_runner.workspace import prepare_workspace
+from expforge.task_env import TaskEnvironment, warn_unknown_variables
 
 CACHE_DIR_NAME = ".cache"
 TRACKING_DIR_NAME = ".tracking"
@@ -133,15 +134,17 @@ def task_environment(
         raise ExpforgeError(f"--tracking: unknown tracking backend {tracking!r}; expected one of local, gcp, off")
     tracking_dir = root_dir / TRACKING_DIR_NAME
     registry_dir = root_dir / REGISTRY_DIR_NAME
-    env = {
-        "EXPFORGE_RUN_ID": run_id,
-        "EXPFORGE_PIPELINE": pipeline,
-        "EXPFORGE_TRACKING": tracking,
-        "EXPFORGE_TRACKING_DB": str(tracking_dir / "runs.sqlite"),
-        "EXPFORGE_TRACKING_SPOOL": str(tracking_dir / "spool"),
-        "EXPFORGE_REGISTRY_ROOT": str(registry_dir),
-    }
+    env = TaskEnvironment(
+        run_id=run_id,
+        pipeline=pipeline,
+        tracking=tracking,
+        tracking_db=str(tracking_dir / "runs.sqlite"),
+        tracking_spool=str(tracking_dir / "spool"),
+        registry_root=str(registry_dir),
+    ).to_env()
     env.update(extra or {})
+    TaskEnvironment.from_env(env)  # the overrides too: a malformed value fails the run before any task starts
+    warn_unknown_variables(env, where="the run's task environment")
     return env, (tracking_dir, registry_dir)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from expforge.atomic import staged_file
 from expforge.errors import ExpforgeError
 from expforge.pipelines import PIPELINES
+from expforge.task_env import TaskEnvironment, warn_unknown_variables
 
 NON_STEP_IMAGE_KEYS = frozenset({"base", "torch-base"})
 
@@ -64,6 +65,8 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
         if not sep or not re.fullmatch(ENV_NAME_PATTERN, key):
             raise ExpforgeError(f"--env: {item!r} is not KEY=VALUE with KEY a valid environment variable name")
         env[key] = value
+    TaskEnvironment.from_env(env)  # a malformed value (EXPFORGE_TRACKING=sqlite) is one line naming it
+    warn_unknown_variables(env, where="--env")
     return env
 
 

@@ -12,7 +12,6 @@ Configuration (environment, so the same component image works locally and on Ver
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from expforge.registry.base import (
     NotRegisteredError,
     check_evaluation,
 )
+from expforge.task_env import TaskEnvironment
 
 REGISTRY_ENV = "EXPFORGE_REGISTRY"
 REGISTRY_KINDS = ("local", "vertex")
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def open_registry(kind: str | None = None, **options: Any) -> ModelRegistry:
     """The registry named by ``kind`` (else ``$EXPFORGE_REGISTRY``, else ``local``); ``options`` go to its class."""
-    chosen = (kind or os.environ.get(REGISTRY_ENV) or "local").strip().lower()
+    chosen = (kind or TaskEnvironment.from_env().registry or "local").strip().lower()
     if chosen == "local":
         from expforge.registry.local import LocalRegistry
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.task_env import TaskEnvironment
 from expforge.tracking.base import RunStart, Tracker
 from expforge.tracking.select import TrackingConfig, open_tracker
 
@@ -81,9 +82,9 @@ def tracked_run(tracker: Tracker, start: RunStart, *, close: bool = True) -> Ite
 
 def component_run_id(step: str, env: Mapping[str, str] | None = None) -> str:
     """``<EXPFORGE_RUN_ID>/<EXPFORGE_TASK_KEY or step>``; standalone (no pipeline run): ``<step>-<time>-<hex>``."""
-    env = os.environ if env is None else env
-    pipeline_run = env.get("EXPFORGE_RUN_ID")
-    task = env.get("EXPFORGE_TASK_KEY") or step
+    task_env = TaskEnvironment.from_env(env)
+    pipeline_run = task_env.run_id
+    task = task_env.task_key or step
     if pipeline_run:
         return f"{pipeline_run}/{task}"
     return f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -104,14 +105,15 @@ def component_start(
     from expforge.tracking.context import capture
 
     env = os.environ if env is None else env
-    pipeline = env.get("EXPFORGE_PIPELINE", "")
-    digest = env.get("EXPFORGE_IMAGE_DIGEST")
+    task_env = TaskEnvironment.from_env(env)
+    pipeline = task_env.pipeline or ""
+    digest = task_env.image_digest
     return RunStart(
         run_id=run_id or component_run_id(step, env),
-        experiment=experiment or env.get("EXPFORGE_EXPERIMENT") or pipeline or "default",
+        experiment=experiment or task_env.experiment or pipeline or "default",
         pipeline=pipeline,
         step=step,
-        parent_run_id=env.get("EXPFORGE_RUN_ID") or None,
+        parent_run_id=task_env.run_id,
         datasets=[str(d) for d in datasets],
         image_digests={step: digest} if digest else {},
         params=dict(params or {}),

@@ -23,13 +23,13 @@ Pipelines; the one channel both offer is the task environment (the runner's task
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from expforge.errors import ExpforgeError
+from expforge.task_env import TaskEnvironment
 from expforge.tracking.base import RunFilter, RunRecord, RunStart, Tracker
 from expforge.tracking.gcp_settings import GcpDestination, GcpSettings
 
@@ -88,32 +88,31 @@ class TrackingConfig(GcpDestination):
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, backend: str | None = None, db: Path | str | None = None
     ) -> TrackingConfig:
-        """Read the configuration from ``env`` (default ``os.environ``); ``backend``/``db`` override it."""
-        env = os.environ if env is None else env
-        db_text = str(db) if db is not None else env.get("EXPFORGE_TRACKING_DB") or None
-        chosen = backend or env.get("EXPFORGE_TRACKING") or ("local" if db_text else "off")
+        """Read the configuration from ``env`` (default ``os.environ``, through
+        :class:`~expforge.task_env.TaskEnvironment`); ``backend``/``db`` override it."""
+        task = TaskEnvironment.from_env(env)
+        db_text = str(db) if db is not None else task.tracking_db
+        chosen = backend or task.tracking or ("local" if db_text else "off")
         chosen = check_backend(chosen.strip().lower(), "EXPFORGE_TRACKING" if backend is None else "--backend")
-        spool_text = env.get("EXPFORGE_TRACKING_SPOOL") or None
-        if spool_text:
-            spool = Path(spool_text)
+        if task.tracking_spool:
+            spool = Path(task.tracking_spool)
         elif db_text:
             spool = Path(db_text).expanduser().parent / "spool"
         else:
             spool = Path.home() / ".cache" / "expforge" / "tracking-spool"
-        endpoint = env.get("EXPFORGE_BIGQUERY_ENDPOINT") or env.get("BIGQUERY_EMULATOR_HOST") or None
         return cls(
             backend=chosen,
             db=Path(db_text).expanduser() if db_text else None,
             spool_dir=spool.expanduser(),
-            project=env.get("EXPFORGE_GCP_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or None,
-            region=env.get("EXPFORGE_GCP_REGION") or "us-central1",
-            dataset=env.get("EXPFORGE_BQ_DATASET") or "expforge",
-            collection=env.get("EXPFORGE_FIRESTORE_COLLECTION") or "runs",
-            bigquery_endpoint=endpoint,
-            firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
-            vertex_endpoint=env.get("EXPFORGE_VERTEX_ENDPOINT") or None,
-            vertex_ca_cert=env.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or None,
-            vertex=(env.get("EXPFORGE_VERTEX") or "on").lower() not in ("off", "0", "false", "no"),
+            project=task.project,
+            region=task.gcp_region or "us-central1",
+            dataset=task.bq_dataset or "expforge",
+            collection=task.firestore_collection or "runs",
+            bigquery_endpoint=task.bigquery_endpoint or task.bigquery_emulator_host,
+            firestore_emulator_host=task.firestore_emulator_host,
+            vertex_endpoint=task.vertex_endpoint,
+            vertex_ca_cert=task.ssl_roots_file,
+            vertex=task.vertex_tracking is not False,
         )
 
     def with_overrides(self, **changes: Any) -> TrackingConfig:
