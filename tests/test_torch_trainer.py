@@ -23,6 +23,7 @@ from expforge.evaluate.classification import evaluate_model
 from expforge.train.augment_torch import draw_params, random_affine
 from expforge.train.checkpoint import load_checkpoint, save_checkpoint
 from expforge.train.classifier import load_classifier
+from expforge.train.device import cpu_has_bf16_units
 from expforge.train.sklearn_trainer import train_sklearn
 from expforge.train.torch_trainer import (
     TorchEpochMetrics,
@@ -122,12 +123,16 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(tiny_datase
     assert not torch.equal(a["model"]["classifier.weight"], c["model"]["classifier.weight"])
 
 
-@pytest.mark.parametrize(("curriculum", "optimizer"), [("mixed", "sgd"), ("sequential", "sgd"), ("mixed", "adamw")])
+@pytest.mark.parametrize(
+    ("curriculum", "optimizer", "cpu_bf16"),
+    [("mixed", "sgd", False), ("sequential", "sgd", False), ("mixed", "adamw", False), ("mixed", "adamw", True)],
+)
 def test_resume_continues_bit_identically(
-    curriculum: str, optimizer: str, tiny_dataset: Path, second: Path, tmp_path: Path
+    curriculum: str, optimizer: str, cpu_bf16: bool, tiny_dataset: Path, second: Path, tmp_path: Path
 ) -> None:
-    """Hyperband's contract: train to rung 1, checkpoint, resume to rung 2 == train to rung 2 at once."""
-    config = tiny_config(schedule_epochs=2, optimizer=optimizer, lr=0.05, label_smoothing=0.1)
+    """Hyperband's contract: train to rung 1, checkpoint, resume to rung 2 == train to rung 2 at once
+    (in float32, and under CPU bfloat16 autocast where the CPU has bfloat16 units)."""
+    config = tiny_config(schedule_epochs=2, optimizer=optimizer, lr=0.05, label_smoothing=0.1, cpu_bf16=cpu_bf16)
     train = [tiny_dataset, second]
     kwargs = {"config": config, "train_fractions": [1.0, 0.5], "curriculum": curriculum}
     whole = train_torch(train, tiny_dataset, tmp_path / "whole.pt", epochs=2, **kwargs)
@@ -135,6 +140,8 @@ def test_resume_continues_bit_identically(
     resumed = train_torch(train, tiny_dataset, tmp_path / "rung2.pt", epochs=2, resume_from=rung1.model_path, **kwargs)
 
     full, cont = state(whole.model_path), state(resumed.model_path)
+    bf16 = cpu_bf16 and cpu_has_bf16_units()
+    assert resumed.device["amp_dtype"] == ("bfloat16" if bf16 else None) and resumed.device["amp"] is bf16
     assert_same_tensors(full["model"], cont["model"])
     assert_same_tensors(full["optimizer"], cont["optimizer"])
     assert_same_tensors(full["rng"], cont["rng"])
@@ -146,8 +153,8 @@ def test_resume_continues_bit_identically(
 
 
 def test_resume_from_contiguous_optimizer_state_is_exact(tiny_dataset: Path, tmp_path: Path) -> None:
-    """A checkpoint from a GPU (or from before channels-last) holds contiguous AdamW moments; the CPU model is
-    channels-last and fused AdamW mis-steps on mismatched strides, so the resume must re-lay the state out."""
+    """A checkpoint from a GPU (or from before channels-last and ``cpu_bf16``) holds contiguous AdamW moments; the
+    CPU model is channels-last and fused AdamW mis-steps on mismatched strides, so the resume re-lays them out."""
     config = tiny_config(schedule_epochs=2)
     whole = train_torch([tiny_dataset], tiny_dataset, tmp_path / "whole.pt", config=config, epochs=2)
     rung1 = train_torch([tiny_dataset], tiny_dataset, tmp_path / "rung1.pt", config=config, epochs=1)
@@ -158,6 +165,7 @@ def test_resume_from_contiguous_optimizer_state_is_exact(tiny_dataset: Path, tmp
     for entry in moments.values():
         for key in ("exp_avg", "exp_avg_sq"):
             entry[key] = entry[key].contiguous()
+    del payload["config"]["cpu_bf16"]  # as written before that field existed: still resumable, as float32
     fields = {k: v for k, v in payload.items() if k not in ("format", "version", "kind", "architecture")}
     relaid = save_checkpoint(tmp_path / "relaid.pt", kind="digit-cnn", architecture=payload["architecture"], **fields)
     resumed = train_torch(

@@ -77,10 +77,36 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision on GPU (bfloat16 where supported, else float16); full precision on CPU."""
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16), read from ``/proc/cpuinfo``.
+
+    Elsewhere torch emulates bfloat16 on CPU, which is slower than float32, so CPU autocast is only worth it here.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def cpu_autocast_used(device: torch.device, cpu: bool) -> bool:
+    """bfloat16 autocast on CPU: asked for (``cpu``), on a CPU device, with native bfloat16 units."""
+    return cpu and device.type == "cpu" and cpu_has_bf16_units()
+
+
+def autocast(
+    device: torch.device, enabled: bool = True, *, cpu: bool = False
+) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision on GPU (bfloat16 where supported, else float16). On CPU full precision, unless ``cpu``
+    asks for bfloat16 and the CPU has native bfloat16 units (``cpu_autocast_used``)."""
     import torch
 
+    if device.type == "cpu" and cpu_autocast_used(device, cpu):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     if not enabled or device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -3,8 +3,9 @@
 An epoch is a function of the *global epoch index* and the plan (``horizon_total``), never of how far this call
 will go: one permutation and one block of augmentation parameters per epoch from the trainer's own seeded
 ``torch.Generator`` (which a checkpoint keeps), the LR from ``lr_schedule``. Per batch there is a gather, one
-affine warp, forward and backward (under autocast on a GPU) and a fused optimizer step; losses and hit counts
-accumulate on the device, and the host syncs once per epoch. Evaluation runs under ``inference_mode``.
+affine warp, forward and backward (under autocast on a GPU, and on a CPU with ``cpu_bf16``) and a fused
+optimizer step; losses and hit counts accumulate on the device, and the host syncs once per epoch. Evaluation
+runs under ``inference_mode``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Trainer:
             inputs = to_input(pixels)
             if thetas is not None:
                 inputs = warp(inputs, thetas[lo:hi])
-            with autocast(device, config.amp):
+            with autocast(device, config.amp, cpu=config.cpu_bf16):
                 logits = model(inputs)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
@@ -114,7 +115,7 @@ class Trainer:
         with torch.inference_mode():
             for lo in range(0, data.size, EVAL_BATCH):
                 pixels, labels = data.take(slice(lo, min(lo + EVAL_BATCH, data.size)))
-                with autocast(self.device, self.config.amp):
+                with autocast(self.device, self.config.amp, cpu=self.config.cpu_bf16):
                     logits = self.model(to_input(pixels))
                 logits = logits.float()
                 loss_sum += F.cross_entropy(logits, labels, reduction="sum")
@@ -142,12 +143,16 @@ def new_trainer(config: TorchTrainConfig, device: torch.device, horizon_total: i
 def device_info(device: torch.device, config: TorchTrainConfig, data_on_device: bool) -> dict[str, Any]:
     import torch
 
-    from expforge.train.device import describe_device, needs_grad_scaler
+    from expforge.train.device import cpu_autocast_used, describe_device, needs_grad_scaler
 
     info = describe_device(device)
     amp = config.amp and device.type == "cuda"
-    info["amp"] = amp
-    info["amp_dtype"] = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if amp else None
+    cpu_bf16 = cpu_autocast_used(device, config.cpu_bf16)
+    info["amp"] = amp or cpu_bf16
+    if cpu_bf16 or (amp and torch.cuda.is_bf16_supported()):
+        info["amp_dtype"] = "bfloat16"
+    else:
+        info["amp_dtype"] = "float16" if amp else None
     info["grad_scaler"] = needs_grad_scaler(device, config.amp)
     info["data_on_device"] = data_on_device
     return info

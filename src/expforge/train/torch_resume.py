@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from expforge.errors import ExpforgeError
 from expforge.train.digit_cnn import IMAGE_SIZE, KIND, NUM_CLASSES, PIXEL_SCALE
+from expforge.train.torch_config import LATER_FIELDS
 from expforge.train.torch_results import TorchEpochMetrics
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def check_resumable(
     payload: dict[str, Any], source: Path, config_dict: dict[str, Any], curriculum: str, stages: list[Stage]
 ) -> None:
     """A resume continues one run: same settings, same curriculum, same training rows (paths may differ)."""
-    saved = payload.get("config") or {}
+    saved = {**LATER_FIELDS, **(payload.get("config") or {})}
     differing = sorted(k for k in set(saved) | set(config_dict) if saved.get(k) != config_dict.get(k))
     if differing:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs requested {config_dict.get(k)!r}" for k in differing)
