@@ -312,7 +312,9 @@ def test_cli_end_to_end(corpus: Path, tmp_path: Path) -> None:
     )
     assert sampled.exit_code == 0, sampled.output
     assert (tmp_path / "s.md").read_text().count("## Sample") == 2
-    bad = runner.invoke(app, [*args[:5], "--context", "100000", "--device", "cpu"])
+    exists = runner.invoke(app, args)
+    assert exists.exit_code == 2 and "file already exists; pass --overwrite" in exists.output
+    bad = runner.invoke(app, [*args[:5], "--context", "100000", "--device", "cpu", "--overwrite"])
     assert bad.exit_code == 2
     assert bad.output.strip().count("\n") == 0 and "expforge: error: --context" in bad.output
 

@@ -168,9 +168,13 @@ def visualize_samples(
     output: Path = typer.Option(Path("runs/samples.png"), "--output", help="PNG to write."),
     per_class: int = typer.Option(8, "--per-class", help="Samples per digit."),
     seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
 ) -> None:
     """A labelled grid of sample images (rows are digits 0–9)."""
+    from expforge.atomic import check_output
     from expforge.viz.samples import visualize_samples as draw
+
+    check_output(output, directory=False, inputs=[dataset], overwrite=overwrite, flag="--output")
 
     typer.echo(str(draw(dataset, output, per_class=per_class, seed=seed)))
 

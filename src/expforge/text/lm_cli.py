@@ -45,10 +45,21 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         ),
         resume_from: Path | None = typer.Option(None, "--resume-from", help="Checkpoint to continue from."),
         history_out: Path | None = typer.Option(None, "--history-out", help="Also write the history as CSV."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (never an input)."),
     ) -> None:
         """Train the small GPT; train/val loss and bits per character are printed per evaluation."""
+        from expforge.atomic import check_output
         from expforge.text.lm_trainer import LmHistoryRow, write_history_csv
         from expforge.text.lm_trainer import train_lm as train
+
+        # The checkpoint is rewritten as training goes (it is the resume point): checked here, once.
+        inputs = [corpus, pretrain]
+        in_place = resume_from is not None and Path(resume_from).resolve() == Path(output).resolve()
+        check_output(output, directory=False, inputs=inputs, overwrite=overwrite or in_place, flag="--output")
+        if history_out is not None:
+            check_output(
+                history_out, directory=False, inputs=[*inputs, output], overwrite=overwrite, flag="--history-out"
+            )
 
         def show(row: LmHistoryRow) -> None:
             typer.echo(
@@ -93,15 +104,19 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         max_windows: int = typer.Option(2048, "--max-windows", help="Cap on context windows scored (0: all)."),
         device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
         report: Path | None = typer.Option(None, "--report", help="Also write a Markdown report."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (never an input)."),
     ) -> None:
         """Validation loss, perplexity and bits per character over the corpus's val split (JSON)."""
-        from expforge.atomic import staged_file
+        from expforge.atomic import check_output, staged_file
         from expforge.text.lm_eval import evaluate_lm as evaluate
         from expforge.text.lm_eval import markdown_report
 
+        inputs = [model, corpus]
+        if report is not None:
+            check_output(report, directory=False, inputs=inputs, overwrite=overwrite, flag="--report")
         result = evaluate(model, corpus, max_windows=max_windows or None, device=device)
         if report is not None:
-            with staged_file(report) as staging:
+            with staged_file(report, overwrite=overwrite, inputs=inputs, flag="--report") as staging:
                 staging.write_text(markdown_report(result), encoding="utf-8")
         typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
@@ -117,11 +132,16 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
         output: Path | None = typer.Option(None, "--output", help="Markdown file to write (default: stdout)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (never an input)."),
     ) -> None:
         """Seeded samples from the model, as Markdown."""
-        from expforge.atomic import staged_file
+        from expforge.atomic import check_output, staged_file
         from expforge.text.corpus import load_corpus
         from expforge.text.sampling import sample, samples_markdown
+
+        inputs = [model, corpus]
+        if output is not None:
+            check_output(output, directory=False, inputs=inputs, overwrite=overwrite, flag="--output")
 
         texts = sample(model, corpus, prompt, count, length, temperature, top_k or None, seed, device)
         markdown = samples_markdown(
@@ -137,6 +157,6 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         if output is None:
             typer.echo(markdown)
             return
-        with staged_file(output) as staging:
+        with staged_file(output, overwrite=overwrite, inputs=inputs, flag="--output") as staging:
             staging.write_text(markdown, encoding="utf-8")
         typer.echo(str(output))
