@@ -99,7 +99,6 @@ DIVERGENCES: dict[str, str] = {
 }
 _PIP_INSTALL = re.compile(r"pip install (?P<args>[^&]*?)&&")
 _PIP_OPTIONS_WITH_VALUE = {"--index-url", "-i", "--extra-index-url", "--trusted-host", "--find-links", "-f"}
-_COMPILED_NAME = re.compile(r"(?:pipeline_func\s*=\s*|compile\(\s*)(?P<name>[A-Za-z_]\w*)")
 _FAILED_OK = "finished with status FAILURE"
 
 
@@ -147,12 +146,15 @@ def _pick_pipeline(module: types.ModuleType, source: str) -> Any:
     from kfp.dsl.graph_component import GraphComponent
 
     components = {name: value for name, value in vars(module).items() if isinstance(value, BaseComponent)}
-    tree = ast.parse(source)
-    for node in tree.body:
+    for node in ast.parse(source).body:
         if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
-            for match in _COMPILED_NAME.finditer(ast.unparse(node)):
-                if match["name"] in components:
-                    return components[match["name"]]
+            for call in ast.walk(node):
+                if not (isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "compile"):
+                    continue
+                given = [*call.args[:1], *(k.value for k in call.keywords if k.arg == "pipeline_func")]
+                for argument in given:
+                    if isinstance(argument, ast.Name) and argument.id in components:
+                        return components[argument.id]
     pipelines = [value for value in components.values() if isinstance(value, GraphComponent)]
     if not pipelines:
         raise LookupError("defines no pipeline")
