@@ -142,6 +142,9 @@ __all__ = [
 ]
 
 
+CODE_JOBS = 4
+
+
 def build_dependency_image(plan: Plan, env: dict[str, str]) -> None:
     """Build one recipe (a shared layer, or a step's dependency image) from its staged context."""
     size = sum((WHEELHOUSE / w).stat().st_size for w in plan.wheels) + sum(
@@ -200,6 +203,7 @@ def build_images(
     refs: dict[str, str] = {}  # recipe -> dependency image (shared layers: the image itself)
     ids: dict[str, str] = {}
     built = 0
+    built_deps = 0
     levels: dict[int, list[Recipe]] = {}
     for recipe in selected:
         levels.setdefault(len(ancestry(recipes, recipe.name)), []).append(recipe)
@@ -215,6 +219,7 @@ def build_images(
         missing = [plan for plan in plans if present[plan.ref] is None]
         _run_parallel(jobs, [lambda p=plan: build_dependency_image(p, env) for plan in missing])
         built += len(missing)
+        built_deps += len(missing)
         found = image_ids([plan.ref for plan in plans])
         for plan in plans:
             if found[plan.ref] is None:
@@ -230,7 +235,8 @@ def build_images(
     ]
     present = image_ids([plan.ref for plan in code_plans])
     missing_code = [plan for plan in code_plans if present[plan.ref] is None]
-    _run_parallel(jobs, [lambda p=plan: build_code_image(p, env) for plan in missing_code])
+    # Code layers are one COPY and a short load check each: mostly waiting on the daemon, so more at a time.
+    _run_parallel(max(jobs, CODE_JOBS), [lambda p=plan: build_code_image(p, env) for plan in missing_code])
     built += len(missing_code)
     final.update({plan.recipe.name: plan.ref for plan in code_plans})
 
@@ -252,7 +258,7 @@ def build_images(
     log(f"{built} built, {total - built} up to date (dependency and code layers); wrote {rel(IMAGES_JSON)}")
     if built:
         in_use = {**{f"{n}#deps": r for n, r in refs.items()}, **images}
-        remove_old_images(in_use, keep_old)
+        remove_old_images(in_use, keep_old, prune_stages=built_deps > 0)
     return images
 
 

@@ -132,12 +132,13 @@ def layer_ids(ref: str) -> list[str]:
 _OUR_TAG = re.compile(r"(deps-)?[0-9a-f]{12}")
 
 
-def remove_old_images(current: dict[str, str], keep_old: int) -> None:
+def remove_old_images(current: dict[str, str], keep_old: int, *, prune_stages: bool = True) -> None:
     """Untag all but the newest ``keep_old`` superseded hash tags per repository and kind; drop dangling stages.
 
     Every source change makes new hash tags; without this a working machine fills its disk with old images.
     Only ``expforge/<recipe>:[deps-]<12 hex>`` tags and dangling images derived from ours (label filter) are
-    touched. ``current`` holds every reference in use (step and dependency images).
+    touched. ``current`` holds every reference in use (step and dependency images). ``prune_stages``: only
+    dependency builds leave dangling stages (a code layer is a single stage), and a prune scans every image.
     """
     removed = 0
     in_use = set(current.values())
@@ -154,7 +155,8 @@ def remove_old_images(current: dict[str, str], keep_old: int) -> None:
                 proc = subprocess.run(["docker", "image", "rm", f"{repository}:{stale}"], capture_output=True)
                 removed += proc.returncode == 0
     # (images made before python-base carried the org.expforge.image label have only the title label)
-    for label in ("org.expforge.image", "org.opencontainers.image.title=expforge-python-base"):
+    labels = ("org.expforge.image", "org.opencontainers.image.title=expforge-python-base") if prune_stages else ()
+    for label in labels:
         subprocess.run(["docker", "image", "prune", "--force", "--filter", f"label={label}"], capture_output=True)
     if removed:
         log(f"removed {removed} superseded image tag(s) (kept {keep_old} per image; --keep-old changes it)")
