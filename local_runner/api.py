@@ -27,7 +27,7 @@ from expforge.local_runner.context import Outcome, RunContext
 from expforge.local_runner.devmode import code_record, dev_backend
 from expforge.local_runner.progress import ProgressReporter
 from expforge.local_runner.reaper import reap_dead_runs
-from expforge.local_runner.record import RunRecord, TaskState, now_iso
+from expforge.local_runner.record import RunJournal, TaskState, now_iso
 from expforge.local_runner.resources import (
     Admission,
     ResourceRequest,
@@ -251,7 +251,7 @@ def run_pipeline(
             backend=runner,
             storage=LocalStorage(),
             cache=cache,
-            record=RunRecord(run_dir / "run.json", header),
+            record=RunJournal(run_dir / "run.json", header),
             progress=progress or ProgressReporter(),
             slots=Admission(slots, capacity),
             create_time_utc=now_iso(),

@@ -13,7 +13,7 @@ from expforge.local_runner.backends import Backend
 from expforge.local_runner.cache import TaskCache
 from expforge.local_runner.placeholders import JobContext
 from expforge.local_runner.progress import ProgressReporter
-from expforge.local_runner.record import RunRecord, TaskState
+from expforge.local_runner.record import RunJournal, TaskState
 from expforge.local_runner.resources import Admission
 from expforge.local_runner.spec import PipelineSpecFile
 
@@ -43,7 +43,7 @@ class RunContext:
     backend: Backend
     storage: LocalStorage
     cache: TaskCache | None
-    record: RunRecord
+    record: RunJournal
     progress: ProgressReporter
     slots: Admission
     create_time_utc: str

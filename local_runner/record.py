@@ -154,8 +154,10 @@ class TaskRecord:
         return {k: v for k, v in data.items() if v is not None and not (k in ("iteration", "inputs") and not v)}
 
 
-class RunRecord:
-    """Thread-safe owner of ``run.json``: task threads update it, every update is persisted atomically."""
+class RunJournal:
+    """Thread-safe owner of ``run.json``: task threads update it, every update is persisted atomically.
+
+    (Named a journal, not a record: :class:`expforge.tracking.base.RunRecord` is the tracked run.)"""
 
     def __init__(self, path: Path, header: dict[str, Any], on_write_error: Callable[[str], None] | None = None) -> None:
         self.path = path
