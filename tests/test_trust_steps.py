@@ -518,3 +518,25 @@ def test_the_hint_for_an_old_model_is_a_command_that_works(real, tmp_path: Path)
     assert result.exit_code == 0, result.output
     converted = Path(command[command.index("--output") + 1])
     assert converted != old and load_model(converted)["format"] == MODEL_FORMAT
+
+
+def test_a_symlinked_output_is_replaced_as_a_link_and_devices_never(tmp_path: Path) -> None:
+    items = [(np.zeros((28, 28), dtype=np.uint8), 4, "train", {})]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not ours")
+    link = tmp_path / "out"
+    link.symlink_to(elsewhere)
+    with pytest.raises(ExpforgeError, match="is a symbolic link; pass --overwrite"):
+        write_dataset(link, items)
+    write_dataset(link, items, overwrite=True)
+    assert not link.is_symlink() and [row.label for row in read_manifest(link)] == [4]
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]  # what the link pointed to is untouched
+    with pytest.raises(ExpforgeError, match="/dev/null: is a device file"):
+        write_dataset(Path("/dev/null"), items, overwrite=True)
+    assert Path("/dev/null").is_char_device()
+    from expforge.atomic import staged_file
+
+    with pytest.raises(ExpforgeError, match="is a directory; expected a file path"), staged_file(elsewhere):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]  # no staging left
