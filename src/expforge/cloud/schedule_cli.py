@@ -14,7 +14,7 @@ ENDPOINT_ENV = "EXPFORGE_VERTEX_ENDPOINT"
 
 def register(app: typer.Typer) -> None:
     """Add the ``schedule`` command group."""
-    from expforge.cli import one_line_errors
+    from expforge.cli_errors import one_line_errors
     from expforge.errors import ExpforgeError
 
     group = typer.Typer(help="Vertex AI pipeline schedules (cron).", no_args_is_help=True)

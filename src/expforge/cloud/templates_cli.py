@@ -10,7 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``templates`` command group."""
-    from expforge.cli import one_line_errors
+    from expforge.cli_errors import one_line_errors
 
     group = typer.Typer(help="Pipeline templates in Artifact Registry (kfp.registry).", no_args_is_help=True)
     app.add_typer(group, name="templates")
