@@ -1,0 +1,106 @@
+"""Adaptation to unlabeled target digits: a real tiny CNN, a deliberately shifted target domain, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from synthetic_digits import synthetic_items
+from typer.testing import CliRunner
+
+from expforge.adapt.core import accuracy, adapt_digit_cnn, load_source_model
+from expforge.adapt.methods import SelfTrainSettings
+from expforge.cli import app
+from expforge.data.manifest import write_dataset
+from expforge.errors import ExpforgeError
+from expforge.train.checkpoint import save_checkpoint
+from expforge.train.torch_data import load_split
+from expforge.train.torch_trainer import TorchTrainConfig, train_torch
+
+CONTRAST = 0.3  # the target domain: the same kind of digit, at under a third of the contrast
+
+
+def _dim(items: list) -> list:
+    return [
+        ((image.astype(np.float32) * CONTRAST).astype(np.uint8), label, split, extra)
+        for image, label, split, extra in items
+    ]
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A source dataset, a low-contrast target dataset (train/val/test) and a tiny CNN trained on the source."""
+    root = tmp_path_factory.mktemp("adapt")
+    write_dataset(root / "source", synthetic_items(20, "train", 1) + synthetic_items(5, "val", 2))
+    target = synthetic_items(20, "train", 4) + synthetic_items(5, "val", 5) + synthetic_items(10, "test", 6)
+    write_dataset(root / "target", _dim(target))
+    config = TorchTrainConfig.from_dict(
+        {"width": 4, "depth": 1, "hidden": 16, "batch_size": 32, "seed": 0, "augment": False, "lr": 0.01}
+    )
+    train_torch([root / "source"], root / "source", root / "source.pt", config=config, epochs=3, device="cpu")
+    return {"root": root, "source": root / "source", "target": root / "target", "model": root / "source.pt"}
+
+
+def _test_accuracy(model_path: Path, dataset: Path) -> float:
+    model, _ = load_source_model(model_path, torch.device("cpu"))
+    images, labels = load_split(dataset, "test")
+    return accuracy(model, torch.from_numpy(images), torch.from_numpy(labels).long())
+
+
+def test_adaptation_recovers_a_shifted_domain_without_its_labels(domains: dict[str, Path]) -> None:
+    output = domains["root"] / "adapted.pt"
+    settings = SelfTrainSettings(rounds=1, seed=0)
+    result = adapt_digit_cnn(
+        domains["model"], domains["target"], domains["target"], output, settings=settings, device="cpu"
+    )
+    before, after = _test_accuracy(domains["model"], domains["target"]), _test_accuracy(output, domains["target"])
+    assert before < 0.6, f"the shift should hurt the source model (test accuracy {before})"
+    assert after >= before + 0.3
+    assert result.chosen != "none" and result.val_accuracy > result.source_val_accuracy
+    assert [c.name for c in result.candidates] == ["none", "adabn", "self-train/1"]
+    # The output is an ordinary digit-cnn checkpoint that records how it was chosen.
+    payload = torch.load(output, weights_only=True)
+    assert payload["params"]["adaptation"]["chosen"] == result.chosen
+    assert payload["params"]["adaptation"]["unlabeled_split"] == "train"
+
+
+def test_the_cli_prints_one_summary_and_refuses_to_overwrite(domains: dict[str, Path]) -> None:
+    output = domains["root"] / "cli.pt"
+    args = ["adapt", "--model", str(domains["model"]), "--unlabeled", str(domains["target"]), "--output", str(output)]
+    args += ["--method", "adabn", "--device", "cpu"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert [c["name"] for c in summary["candidates"]] == ["none", "adabn"]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_no_unlabeled_digits_is_one_clear_error(domains: dict[str, Path]) -> None:
+    # The source dataset has no test split: nothing to adapt on.
+    with pytest.raises(ExpforgeError, match="unlabeled"):
+        adapt_digit_cnn(
+            domains["model"], domains["source"], domains["target"], domains["root"] / "x.pt",
+            unlabeled_split="test", device="cpu",
+        )  # fmt: skip
+
+
+def test_a_model_of_another_kind_or_architecture_is_one_clear_error(domains: dict[str, Path]) -> None:
+    other = save_checkpoint(domains["root"] / "lm.pt", kind="gpt-lm", architecture={"layers": 2}, model={})
+    with pytest.raises(ExpforgeError, match="expected a 'digit-cnn' model"):
+        adapt_digit_cnn(other, domains["target"], domains["target"], domains["root"] / "y.pt", device="cpu")
+    payload = torch.load(domains["model"], weights_only=True)
+    wrong = {**payload, "architecture": {**payload["architecture"], "width": 8}}
+    torch.save(wrong, domains["root"] / "wrong.pt")
+    with pytest.raises(ExpforgeError, match="do not fit its architecture"):
+        adapt_digit_cnn(domains["root"] / "wrong.pt", domains["target"], domains["target"], domains["root"] / "z.pt")
+
+
+def test_an_unknown_method_is_one_clear_error(domains: dict[str, Path]) -> None:
+    with pytest.raises(ExpforgeError, match="--method: unknown method"):
+        adapt_digit_cnn(
+            domains["model"], domains["target"], domains["target"], domains["root"] / "w.pt", methods=["dann"]
+        )
