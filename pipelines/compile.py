@@ -44,7 +44,7 @@ def check_image_map(images: Mapping[str, str], known_steps: Sequence[str], *, so
         raise ExpforgeError(f"{source}: empty image reference for {', '.join(empty)}")
 
 
-def load_factory(name: str) -> Callable[[], Any]:
+def load_factory(name: str) -> Callable[..., Any]:
     """Import the factory of pipeline ``name``."""
     if name not in PIPELINES:
         raise ExpforgeError(f"--pipeline: unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")

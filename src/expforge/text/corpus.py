@@ -322,7 +322,7 @@ def load_corpus(path: Path | str, *, verify: bool = True) -> Corpus:
         path = path.parent
     meta = read_meta(path)
     meta_path = path / META_FILE
-    checksums = meta.get("checksums") if isinstance(meta.get("checksums"), dict) else {}
+    checksums: dict[str, Any] = meta["checksums"] if isinstance(meta.get("checksums"), dict) else {}
     for name, key in ((TRAIN_FILE, "train_tokens"), (VAL_FILE, "val_tokens")):
         file = path / name
         if not file.is_file():
