@@ -39,7 +39,7 @@ def train_sklearn(
         schedule=schedule,
     )
     log_scalars(metrics, result.final)
-    describe(model, result.params, framework="scikit-learn", format="joblib")
+    describe(model, result.params, framework="scikit-learn", format="skops")
     rows = [dataclasses.asdict(epoch) for epoch in result.history]
     with open(history.path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["epoch"])
