@@ -118,10 +118,13 @@ def test_run_page_graph_task_panel_log_and_previews(browser, server: Server, run
     accuracy = record["pipeline_outputs"]["accuracy"]
     assert css(browser, '.task-metrics td[data-metric="accuracy"]')[0].text == f"{accuracy:.4f}"
     image = css(browser, 'figure.preview.image img[alt="evaluation/confusion_matrix.png"]')[0]
+    browser.execute_script("arguments[0].scrollIntoView()", image)  # previews load lazily
     wait(browser, lambda b: b.execute_script("return arguments[0].naturalWidth", image) > 0, "image not loaded")
     frame = css(browser, "figure.preview.html iframe")[0]
     assert frame.get_attribute("sandbox") == ""  # no scripts, no same-origin access
     assert css(browser, "figure.preview.markdown table")  # report.md rendered, its table included
+    bundle = {f.get_attribute("alt") for f in css(browser, "figure.preview.image img")}
+    assert {"evaluation/bundle/roc_curves.png", "evaluation/bundle/mistakes.png"} <= bundle
     screenshot(browser, shots, "run-baseline")
 
 

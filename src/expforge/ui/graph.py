@@ -142,16 +142,33 @@ def spec_edges(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
     return edges
 
 
+_SPECS: dict[tuple[str, int, int], Mapping[str, Any] | None] = {}
+
+
 def load_spec(path: str | None) -> Mapping[str, Any] | None:
-    """The first YAML document of the compiled pipeline, or ``None`` when it is gone or unreadable."""
+    """The first YAML document of the compiled pipeline, or ``None`` when it is gone or unreadable.
+
+    Parsed with libyaml when present and kept per (path, mtime, size): a 100-task spec takes the pure-Python
+    parser most of a second, and the Run page is asked for it on every poll-triggered reload.
+    """
     if not path:
         return None
     try:
-        with Path(path).open(encoding="utf-8") as handle:
-            document = next(yaml.safe_load_all(handle), None)
-    except (OSError, yaml.YAMLError):
+        stat = Path(path).stat()
+    except OSError:
         return None
-    return document if isinstance(document, Mapping) else None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _SPECS:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            with Path(path).open(encoding="utf-8") as handle:
+                document = next(yaml.load_all(handle, Loader=loader), None)  # noqa: S506 - a safe loader
+        except (OSError, yaml.YAMLError):
+            document = None
+        if len(_SPECS) > 64:
+            _SPECS.clear()
+        _SPECS[key] = document if isinstance(document, Mapping) else None
+    return _SPECS[key]
 
 
 def _prefix(key: str) -> str:

@@ -63,6 +63,7 @@ class Store:
         self._cache: tuple[Any, list[RunRecord]] | None = None
         self._cached_at = 0.0
         self._pending: concurrent.futures.Future[list[RunRecord]] | None = None
+        self._watch: sqlite3.Connection | None = None
         self.problem: str | None = None
 
     # -- tracking ------------------------------------------------------------------------------------------
@@ -90,18 +91,27 @@ class Store:
         return self._tracker
 
     def _fingerprint(self) -> Any:
-        """Changes whenever a run is added or updated (local); ``None`` means "ask again after a while"."""
+        """Changes whenever any connection commits to the local database (SQLite's ``data_version`` on a
+        connection of our own, which costs microseconds); ``None`` means "ask again after a while"."""
         if self.tracking != "local":
             return None
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)) as db:
-                return tuple(db.execute("SELECT count(*), max(updated_at) FROM runs").fetchone())
+            if self._watch is None:
+                if not self.db_path.is_file():
+                    return None
+                uri = f"file:{self.db_path}?mode=ro"
+                self._watch = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
+            return self._watch.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return None
 
     def records(self) -> list[RunRecord]:
         """Every tracked run, newest first (cached; see the module docstring)."""
         with self._lock:
+            if self.tracking == "local" and self._tracker is None:
+                # Opening the tracker may commit (schema check), which must not count as a change.
+                with contextlib.suppress(Unavailable):
+                    self._open()
             fingerprint = self._fingerprint()
             if self._cache is not None:
                 fresh = (
@@ -172,6 +182,9 @@ class Store:
 
     def close(self) -> None:
         """Release the backend's connections."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._tracker is not None and self._pending is None:
             self._tracker.close()
         self._tracker = None

@@ -195,7 +195,9 @@ def run_curves(store: Store, run_id: str) -> list[curves_module.Curve]:
     tasks = document.get("tasks") or {}
     for child in store.children(run_id):
         key = child.run_id.removeprefix(f"{run_id}/")
-        found += curves_module.series_curves(child, key, (tasks.get(key) or {}).get("runtime_s"))
+        for curve in curves_module.series_curves(child, key, (tasks.get(key) or {}).get("runtime_s")):
+            curve.run_id = run_id  # grouped (and coloured) under the run being compared
+            found.append(curve)
     if found:
         return found
     for key, task in sorted(tasks.items()):

@@ -30,7 +30,14 @@ async function showTask(runId, key) {
   document.querySelectorAll(`svg.graph [data-key="${CSS.escape(key)}"]`).forEach((el) => el.classList.add("selected"));
   panel.dataset.selected = key;
   const response = await fetch(`/fragments/task?run=${encodeURIComponent(runId)}&key=${encodeURIComponent(key)}`);
-  panel.innerHTML = response.ok ? await response.text() : `<p class="error">${response.status}: could not load ${key}</p>`;
+  if (response.ok) {
+    panel.innerHTML = await response.text();  // server-rendered, escaped by the template
+  } else {
+    const error = document.createElement("p");
+    error.className = "error";
+    error.textContent = `${response.status}: could not load ${key}`;
+    panel.replaceChildren(error);
+  }
   const url = new URL(window.location);
   url.searchParams.set("task", key);
   history.replaceState(null, "", url);
@@ -127,6 +134,12 @@ function initNoteForm() {
 // -- Compare: overlaid curves ------------------------------------------------------------------------------------
 const PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e5ad7", "#5c6b73", "#d1495b", "#00798c", "#66a182", "#edae49"];
 
+function shortId(runId) {
+  // mnist-baseline-20261201-090101-b50ec0 → b50ec0 (the CLI's short id)
+  const match = runId.match(/-\d{8}-\d{6}-([0-9a-f]{4,})(\/.*)?$/);
+  return match ? match[1] + (match[2] || "") : runId;
+}
+
 function initCompare() {
   const source = document.getElementById("compare-data");
   if (!source || !window.Plotly) return;
@@ -140,7 +153,7 @@ function initCompare() {
     for (const [plot, kind] of [["loss-plot", "loss"], ["accuracy-plot", "accuracy"]]) {
       const traces = data.curves.filter((c) => c.metric.endsWith(kind)).map((c) => ({
         x: axis === "time" ? c.seconds : c.epochs, y: c.values, mode: "lines+markers", type: "scatter",
-        name: `${c.run_id.slice(-6)}${c.source ? " " + c.source : ""} · ${c.metric}`,
+        name: `${shortId(c.run_id)}${c.source ? " " + c.source : ""} · ${c.metric}`,
         line: { color: colour[c.run_id], dash: c.metric.startsWith("train") ? "dot" : "solid", width: 2 },
         marker: { size: 5 },
       }));
@@ -149,7 +162,7 @@ function initCompare() {
         xaxis: { title: axis === "time" ? "wall time (s)" : "epoch" }, yaxis: { title: kind },
         margin: { l: 55, r: 10, t: 40, b: 45 }, legend: { orientation: "h", y: -0.22, font: { size: 11 } },
         height: 420,
-      }, { displaylogo: false, responsive: true });
+      }, { displaylogo: false, responsive: true, displayModeBar: false });
     }
   };
   document.querySelectorAll('input[name="xaxis"]').forEach((r) => r.addEventListener("change", () => draw(r.value)));
