@@ -12,7 +12,7 @@ PIPELINES_OUT := $(BUILD)/pipelines
 # Base image for every component image. Users with a registry keep python:3.11-slim; machines that cannot
 # pull build an equivalent from Debian packages with `make base-image` (which then sets this for you).
 BASE_IMAGE ?=
-EXTRAS := dev,mnist,fonts,sklearn,evaluate,viz,runner,torch,text,gcp,drift,standins,ui
+EXTRAS := dev,mnist,fonts,tune,sklearn,evaluate,viz,runner,torch,text,gcp,drift,standins,ui
 # One list of font packages, shared with the render-font-digits image recipe.
 FONT_PACKAGES := $(shell grep -v '^\#' containers/render-font-digits/font-packages.txt)
 PYTEST_ARGS ?=
