@@ -11,6 +11,7 @@ def train_lm(
     model: Output[Model],
     metrics: Output[Metrics],
     history: Output[Artifact],
+    tensorboard: Output[Artifact],
     pretrain: Input[Dataset] = None,
     layers: int = 2,
     heads: int = 2,
@@ -27,35 +28,43 @@ def train_lm(
     """Train on ``corpus`` (after ``pretrain_steps`` on ``pretrain``, which must share its vocabulary).
 
     ``model`` is the checkpoint (it records the corpus signature that evaluate-lm and sample-lm check);
-    ``history`` is a CSV of train/val loss and bits per character per evaluation; ``metrics`` the final values.
+    ``history`` is a CSV of train/val loss and bits per character per evaluation; ``metrics`` the final values;
+    ``tensorboard`` the same evaluation rows (losses, bits per character, learning rate, tokens per second) as
+    TensorBoard event files.
     """
     import dataclasses
     import json
 
     from expforge.text.lm_trainer import LmHistoryRow, write_history_csv
     from expforge.text.lm_trainer import train_lm as train
+    from expforge.train.tensorboard_log import ScalarLog
+
+    board = ScalarLog(tensorboard.path)
 
     def log_progress(row: LmHistoryRow) -> None:
+        board.record(row)
         print(json.dumps({"event": "eval", **dataclasses.asdict(row)}), flush=True)  # one line per eval: task log
 
     pretrain_dir = artifact_dir(pretrain) if pretrain is not None and pretrain_steps > 0 else None
-    result = train(
-        artifact_dir(corpus),
-        model.path,
-        context=context,
-        layers=layers,
-        heads=heads,
-        width=width,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        eval_interval=eval_interval,
-        pretrain_corpus=pretrain_dir,
-        pretrain_steps=pretrain_steps,
-        device=device,
-        seed=seed,
-        on_eval=log_progress,
-    )
+    with board:
+        result = train(
+            artifact_dir(corpus),
+            model.path,
+            context=context,
+            layers=layers,
+            heads=heads,
+            width=width,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            eval_interval=eval_interval,
+            pretrain_corpus=pretrain_dir,
+            pretrain_steps=pretrain_steps,
+            device=device,
+            seed=seed,
+            on_eval=log_progress,
+        )
+    tensorboard.metadata["format"] = "tensorboard"
     log_scalars(metrics, result.final)
     describe(model, result.params, framework="pytorch", format="expforge.checkpoint", kind="gpt-lm", **result.device)
     write_history_csv(result.history, history.path)

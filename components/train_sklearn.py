@@ -12,6 +12,7 @@ def train_sklearn(
     model: Output[Model],
     metrics: Output[Metrics],
     history: Output[Artifact],
+    tensorboard: Output[Artifact],
     real_fraction: float = 0.0,
     model_type: str = "logreg",
     epochs: int = 10,
@@ -20,24 +21,28 @@ def train_sklearn(
 ) -> None:
     """Train on the synthetic dataset (+ ``real_fraction`` of real train), validate on real val.
 
-    ``history`` is a CSV of per-epoch train/val loss and accuracy; ``metrics`` holds the final values.
+    ``history`` is a CSV of per-epoch train/val loss and accuracy; ``metrics`` holds the final values;
+    ``tensorboard`` a directory of TensorBoard event files with the same per-epoch values.
     """
     import csv
     import dataclasses
 
     from expforge.train.sklearn_trainer import train_sklearn as train
+    from expforge.train.tensorboard_log import ScalarLog
 
     train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    result = train(
-        train_dirs,
-        artifact_dir(real),
-        model.path,
-        model=model_type,
-        epochs=epochs,
-        seed=seed,
-        train_fractions=fractions,
-        schedule=schedule,
-    )
+    with ScalarLog(tensorboard.path) as board:
+        result = train(
+            train_dirs,
+            artifact_dir(real),
+            model.path,
+            model=model_type,
+            epochs=epochs,
+            seed=seed,
+            train_fractions=fractions,
+            schedule=schedule,
+            on_epoch=board.record,
+        )
     log_scalars(metrics, result.final)
     describe(model, result.params, framework="scikit-learn", format="skops")
     rows = [dataclasses.asdict(epoch) for epoch in result.history]
@@ -46,3 +51,4 @@ def train_sklearn(
         writer.writeheader()
         writer.writerows(rows)
     history.metadata["format"] = "csv"
+    tensorboard.metadata["format"] = "tensorboard"

@@ -13,6 +13,7 @@ def train_torch(
     model: Output[Model],
     metrics: Output[Metrics],
     history: Output[Artifact],
+    tensorboard: Output[Artifact],
     real_fraction: float = 0.0,
     curriculum: str = "sequential",
     epochs: int = 5,
@@ -32,9 +33,11 @@ def train_torch(
     validating on real val every epoch.
 
     ``model`` is one checkpoint file (``expforge.checkpoint``, kind ``digit-cnn``); ``history`` the per-epoch CSV;
-    ``metrics`` the final values plus every epoch's as ``epoch_003_val_accuracy``-style scalars.
+    ``metrics`` the final values plus every epoch's as ``epoch_003_val_accuracy``-style scalars; ``tensorboard``
+    the same per-epoch values (and the learning rate and throughput) as TensorBoard event files.
     """
     from expforge.train.checkpoint import CHECKPOINT_FORMAT
+    from expforge.train.tensorboard_log import ScalarLog
     from expforge.train.torch_trainer import TorchTrainConfig, write_history_csv
     from expforge.train.torch_trainer import train_torch as train
 
@@ -53,16 +56,18 @@ def train_torch(
         }
     )
     train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    result = train(
-        train_dirs,
-        artifact_dir(real),
-        model.path,
-        config=config,
-        epochs=epochs,
-        train_fractions=fractions,
-        curriculum=curriculum,
-        device=device,
-    )
+    with ScalarLog(tensorboard.path) as board:
+        result = train(
+            train_dirs,
+            artifact_dir(real),
+            model.path,
+            config=config,
+            epochs=epochs,
+            train_fractions=fractions,
+            curriculum=curriculum,
+            device=device,
+            on_epoch=board.record,
+        )
     per_epoch = {
         f"epoch_{epoch.epoch:03d}_{key}": getattr(epoch, key)
         for epoch in result.history
@@ -80,3 +85,4 @@ def train_torch(
     )
     write_history_csv(result.history, history.path)
     history.metadata["format"] = "csv"
+    tensorboard.metadata["format"] = "tensorboard"

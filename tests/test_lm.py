@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from kfp import dsl
+from tensorboard_events import assert_matches_history
 from typer.testing import CliRunner
 
 from expforge.cli import app
@@ -333,13 +334,16 @@ def test_components_run_their_steps(corpus: Path, tmp_path: Path) -> None:
     data = _artifact(dsl.Dataset, corpus)
     model = _artifact(dsl.Model, tmp_path / "model")
     history = _artifact(dsl.Artifact, tmp_path / "history")
+    board = _artifact(dsl.Artifact, tmp_path / "tensorboard")
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics")
     train_component.python_func(
-        corpus=data, model=model, metrics=metrics, history=history, layers=1, width=32, context=16, steps=10,
-        eval_interval=5, device="cpu",
+        corpus=data, model=model, metrics=metrics, history=history, tensorboard=board, layers=1, width=32,
+        context=16, steps=10, eval_interval=5, device="cpu",
     )  # fmt: skip
     assert metrics.metadata["val_bpc"] > 0 and model.metadata["kind"] == "gpt-lm"
     assert Path(history.path).read_text().count("\n") == 3
+    columns = ["train_loss", "val_loss", "val_bpc", "lr", "tokens_per_second"]
+    assert_matches_history(Path(board.path), Path(history.path), "step", columns)  # TensorBoard's own reader
     report = _artifact(dsl.Markdown, tmp_path / "report.md")
     outputs = evaluate_component.python_func(
         model=model, corpus=data, metrics=_artifact(dsl.Metrics, tmp_path / "m2"), report=report
@@ -349,7 +353,9 @@ def test_components_run_their_steps(corpus: Path, tmp_path: Path) -> None:
     sample_component.python_func(model=model, corpus=data, samples=samples, count=2, length=10)
     assert Path(samples.path).read_text().count("## Sample") == 2
     with pytest.raises(SystemExit) as exited:  # bad input: one line on stderr, exit status 2
-        train_component.python_func(corpus=data, model=model, metrics=metrics, history=history, heads=3)
+        train_component.python_func(
+            corpus=data, model=model, metrics=metrics, history=history, tensorboard=board, heads=3
+        )
     assert exited.value.code == 2
 
 

@@ -178,6 +178,7 @@ def demo(
 CLI_MODULES: tuple[str, ...] = (
     "expforge.train.sklearn_cli",
     "expforge.train.torch_cli",
+    "expforge.train.tensorboard_cli",
     "expforge.adapt.cli",
     "expforge.tune.cli",
     "expforge.text.cli",

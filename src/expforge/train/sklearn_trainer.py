@@ -17,7 +17,7 @@ Scikit-learn and skops are imported inside functions: the module is importable b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,7 @@ def train_sklearn(
     val_split: str = "val",
     average: bool = True,
     overwrite: bool = False,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
     """Train an SGD linear classifier on ``train`` (in order), validating on ``val``'s ``val_split`` each epoch.
 
@@ -183,6 +184,7 @@ def train_sklearn(
     that phase's rows. ``train_fractions`` keeps a seeded, stratified fraction of each dataset's train rows.
     The model is written atomically (a failed run leaves no file at ``model_out``); an existing file there, or
     a ``model_out`` inside a training dataset, is refused before any data is read unless ``overwrite``.
+    ``on_epoch`` is called with every epoch's record (the hook for per-epoch logging: TensorBoard).
     """
     fractions = _check_options(train, model, epochs, seed, schedule, batch_size, alpha, train_fractions)
     check_split(train_split, where="--train-split")
@@ -209,6 +211,8 @@ def train_sklearn(
             train_loss, train_accuracy = _measure(estimator, model, features, labels)
             val_loss, val_accuracy = _measure(estimator, model, val_features, val_labels)
             history.append(EpochMetrics(len(history) + 1, phase, train_loss, val_loss, train_accuracy, val_accuracy))
+            if on_epoch is not None:
+                on_epoch(history[-1])
 
     last = history[-1]
     final = {
