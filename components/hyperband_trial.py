@@ -31,6 +31,7 @@ def hyperband_trial(
     checkpoint: Output[Model],
     metrics: Output[Metrics],
     history: Output[Artifact],
+    tensorboard: Output[Artifact],
     previous: Input[Artifact] = None,
     real_fraction: float = 0.0,
     curriculum: str = "mixed",
@@ -49,12 +50,16 @@ def hyperband_trial(
 
     ``limit_*`` are the limits the task was given, recorded with the trial. They are
     also *why* the task limits can come from pipeline parameters inside a ``ParallelFor``: KFP 2.17 forwards a
-    parameter into a loop only for the tasks' inputs, not for their resource settings alone."""
+    parameter into a loop only for the tasks' inputs, not for their resource settings alone.
+
+    ``tensorboard`` holds the epochs this task trained as TensorBoard event files (a resumed rung continues at
+    the next epoch), so ``expforge tensorboard`` shows every trial as its own run."""
     import dataclasses
     import json
     from pathlib import Path
 
     from expforge.errors import ExpforgeError
+    from expforge.train.tensorboard_log import ScalarLog
     from expforge.train.torch_trainer import TorchTrainConfig, train_torch
     from expforge.tune.records import (
         RANDOM_SEARCH_BRACKET_PARAMETER,
@@ -85,17 +90,20 @@ def hyperband_trial(
         labels={key: f"trial {trial_id}: config.{key}" for key in item.config},
     )
     train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    result = train_torch(
-        train_dirs,
-        artifact_dir(real),
-        checkpoint.path,
-        config=config,
-        epochs=epochs,
-        train_fractions=fractions,
-        curriculum=curriculum,
-        resume_from=resume_from,
-        device=device,
-    )
+    with ScalarLog(tensorboard.path) as board:
+        result = train_torch(
+            train_dirs,
+            artifact_dir(real),
+            checkpoint.path,
+            config=config,
+            epochs=epochs,
+            train_fractions=fractions,
+            curriculum=curriculum,
+            resume_from=resume_from,
+            device=device,
+            on_epoch=board.record,
+        )
+    tensorboard.metadata["format"] = "tensorboard"
 
     rows = finite_json([dataclasses.asdict(epoch) for epoch in result.history])
     val_accuracy = float(result.final["val_accuracy"])

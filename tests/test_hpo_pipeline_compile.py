@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 from kfp.dsl.executor import Executor
+from tensorboard_events import read_scalars
 
 from expforge.components._adapter import default_image, pinned_images
 from expforge.components.hyperband_trial import hyperband_trial
@@ -418,6 +419,8 @@ def test_trials_warm_start_from_the_promoted_checkpoints(tmp_path: Path, tiny_da
         assert len(record["history"]) == 1 and record["checkpoint"] == outputs["checkpoint"]["uri"]
         assert outputs["checkpoint"]["metadata"]["trial_id"] == item["trial_id"]
         assert json.loads(Path(outputs["history"]["uri"]).read_text()) == record["history"]
+        events = read_scalars(Path(outputs["tensorboard"]["uri"]))  # TensorBoard's own reader
+        assert events["val/loss"] == {1: pytest.approx(record["history"][0]["val_loss"], rel=1e-6)}
         artifacts.append({"uri": outputs["checkpoint"]["uri"], "metadata": outputs["checkpoint"]["metadata"]})
         records.append(record)
 
@@ -426,7 +429,7 @@ def test_trials_warm_start_from_the_promoted_checkpoints(tmp_path: Path, tiny_da
     )
     (survivor,) = selected["survivors"]
     promoted = [{"uri": selected_outputs["promoted"]["uri"]}]
-    resumed, _ = run_component(
+    resumed, resumed_outputs = run_component(
         hyperband_trial,
         tmp_path / "rung1",
         {**common, "trial": survivor, "epochs": 2, "rung": 1},
@@ -436,6 +439,7 @@ def test_trials_warm_start_from_the_promoted_checkpoints(tmp_path: Path, tiny_da
     resumed_from = resumed["record"]["item"]["resume_from"]
     assert resumed_from == f"{promoted[0]['uri']}/{survivor['trial_id']}.pt"
     assert resumed["record"]["epochs_trained"] == 1
+    assert set(read_scalars(Path(resumed_outputs["tensorboard"]["uri"]))["val/loss"]) == {2}  # the epoch it trained
     assert resumed["record"]["history"][0] == first["history"][0]  # epoch 1 came from the checkpoint
     scratch, _ = run_component(
         hyperband_trial, tmp_path / "scratch", {**common, "trial": survivor, "epochs": 2, "rung": 1}, data
