@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from expforge.errors import ExpforgeError
 from expforge.tracking.base import RUN_STATES, RunRecord
-from expforge.tracking.queries import SORT_FIELDS, compare, search
+from expforge.tracking.queries import SORT_FIELDS, compare, search, short_run_id
 from expforge.ui import graph as graph_module
 from expforge.ui import hyperband, registry_view, views
 from expforge.ui.api import BadInput, build_query
@@ -35,10 +35,12 @@ PREVIEW_ROWS = 50
 
 
 def short_id(run_id: str) -> str:
-    """``mnist-baseline-20261201-084812-a1b2c3`` → ``mnist-baseline-…a1b2c3`` when long."""
-    if len(run_id) <= 28:
+    """The CLI's short id (``mnist-baseline-20261201-084812-a1b2c3/evaluate`` → ``a1b2c3/evaluate``); other long
+    ids keep both ends."""
+    run_id = short_run_id(run_id)
+    if len(run_id) <= 32:
         return run_id
-    return f"{run_id[:18]}…{run_id[-8:]}"
+    return f"{run_id[:20]}…{run_id[-11:]}"
 
 
 def when(text: str | None) -> str:

@@ -159,9 +159,12 @@ function initCompare() {
       }));
       Plotly.react(plot, traces, {
         title: { text: kind === "loss" ? "Loss (train dotted, val solid)" : "Accuracy (train dotted, val solid)", font: { size: 14 } },
-        xaxis: { title: axis === "time" ? "wall time (s)" : "epoch" }, yaxis: { title: kind },
-        margin: { l: 55, r: 10, t: 40, b: 45 }, legend: { orientation: "h", y: -0.22, font: { size: 11 } },
-        height: 420,
+        xaxis: { title: axis === "time" ? "wall time (s)" : "epoch", dtick: axis === "time" ? undefined : 1 },
+        yaxis: { title: kind },
+        // the legend sits below the axes, inside the plot's own height, one row per two curves
+        margin: { l: 55, r: 10, t: 40, b: 70 + 18 * Math.ceil(traces.length / 2) },
+        legend: { orientation: "h", x: 0, y: -0.2, yanchor: "top", font: { size: 11 } },
+        height: 390 + 18 * Math.ceil(traces.length / 2),
       }, { displaylogo: false, responsive: true, displayModeBar: false });
     }
   };
