@@ -9,6 +9,8 @@ KFP copies a component's image into each task at the moment the graph is built.
 PIPELINES: dict[str, str] = {
     "mnist-synthetic": "expforge.pipelines.mnist_synthetic:build",
     "mnist-synthetic-random": "expforge.pipelines.mnist_synthetic:build_random",
+    "mnist-synthetic-bohb": "expforge.pipelines.mnist_synthetic:build_bohb",
+    "mnist-synthetic-adapt": "expforge.pipelines.mnist_synthetic:build_adapt",
     "mnist-baseline": "expforge.pipelines.mnist_baseline:build",
     "text-corpus": "expforge.pipelines.text_corpus:build",
 }

@@ -33,6 +33,7 @@ from kfp.dsl.pipeline_channel import PipelineChannel
 
 from expforge.components.bootstrap_mnist import bootstrap_mnist
 from expforge.components.hyperband_trial import hyperband_trial
+from expforge.components.propose_configs import propose_configs
 from expforge.components.render_font_digits import render_font_digits
 from expforge.components.sample_configs import sample_configs
 from expforge.components.select_top import select_top
@@ -173,25 +174,37 @@ def add_hyperband(
     schedule: HyperbandSchedule,
     search_space: Value = DEFAULT_SEARCH_SPACE,
     parallelism: int = DEFAULT_PARALLELISM,
+    model_based: bool = False,
 ) -> HpoResult:
     """Unroll ``schedule`` into the enclosing pipeline; return the best model, its config and val accuracy.
 
     ``schedule`` and ``parallelism`` shape the graph, so they are fixed at compile time; ``search_space`` may be a
-    pipeline parameter.
+    pipeline parameter. ``model_based`` makes it BOHB: every bracket after the first draws its configurations
+    with ``propose-configs``, fitted on the records of the previous bracket's first rung (its widest), so the
+    brackets are chained through their records and the graph stays static.
     """
     if not isinstance(schedule, HyperbandSchedule):
         raise TypeError("schedule must be a HyperbandSchedule (the graph is unrolled at compile time)")
     search_space = _check_search_space(search_space)
     incumbent: dsl.PipelineTask | None = None
+    earlier: Any = None  # BOHB: the collected records of the previous bracket's first rung
     for bracket in schedule.brackets:
         s = bracket.s
-        sampled = sample_configs(
-            search_space=search_space,
-            count=bracket.configs,
-            seed=trials.seed,
-            salt=bracket_salt(s),
-            id_prefix=bracket_prefix(s),
-        ).set_display_name(f"bracket {s} · sample {bracket.configs} configurations")
+        sampling: dict[str, Any] = {
+            "search_space": search_space,
+            "count": bracket.configs,
+            "seed": trials.seed,
+            "salt": bracket_salt(s),
+            "id_prefix": bracket_prefix(s),
+        }
+        if model_based and earlier is not None:
+            sampled = propose_configs(records=earlier, **sampling).set_display_name(
+                f"bracket {s} · propose {bracket.configs} configurations (TPE on bracket {s + 1})"
+            )
+        else:
+            sampled = sample_configs(**sampling).set_display_name(
+                f"bracket {s} · sample {bracket.configs} configurations"
+            )
         items: PipelineChannel = sampled.output
         promoted: PipelineChannel | None = None
         for rung in bracket.rungs:
@@ -207,6 +220,8 @@ def add_hyperband(
                     display_name=f"trial · bracket {s} · rung {rung.index} · {_epochs(rung.epochs)}",
                     previous=promoted,  # warm start: the previous rung's kept checkpoints
                 )
+            if rung.index == 0:
+                earlier = dsl.Collected(trial.outputs["record"])
             selection: dict[str, Any] = {
                 "trials": dsl.Collected(trial.outputs["checkpoint"]),
                 "records": dsl.Collected(trial.outputs["record"]),

@@ -10,8 +10,13 @@ render font digits ───┘   on real val; brackets and rungs unrolled here,
                                     └─► if accuracy ≥ threshold and the gate passes: register the model
 
 ``search="random"`` (pipeline ``mnist-synthetic-random``) replaces Hyperband with the random-search baseline
-over the same space and a budget of ``budget_multiple`` × Hyperband's epochs. The graph's size comes from a
-preset (:mod:`expforge.pipelines.presets`): ``demo`` by default, ``full`` for real runs.
+over the same space and a budget of ``budget_multiple`` × Hyperband's epochs; ``search="bohb"`` (pipeline
+``mnist-synthetic-bohb``) keeps Hyperband's graph but draws every later bracket's configurations from a TPE
+fitted on the previous bracket's trial records. ``adapt_unlabeled_real=True`` (pipeline
+``mnist-synthetic-adapt``) inserts ``adapt`` after the search: the winner is adapted to the *unlabeled* real
+train digits (candidate chosen on real val), and that model is what is evaluated, drift-checked and registered —
+fonts → adapt on unlabeled real → (fine-tune on real labels, with ``real_fraction`` > 0) → evaluate.
+The graph's size comes from a preset (:mod:`expforge.pipelines.presets`): ``demo`` by default, ``full`` for real runs.
 """
 
 from typing import Any, NamedTuple
@@ -19,6 +24,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Model
 
+from expforge.components.adapt import adapt
 from expforge.components.bootstrap_mnist import bootstrap_mnist
 from expforge.components.drift_check import drift_check
 from expforge.components.evaluate import evaluate
@@ -33,7 +39,9 @@ from expforge.tune.space import DEFAULT_SEARCH_SPACE
 
 PIPELINE_NAME = "mnist-synthetic"
 RANDOM_PIPELINE_NAME = "mnist-synthetic-random"
-SEARCHES = ("hyperband", "random")
+BOHB_PIPELINE_NAME = "mnist-synthetic-bohb"
+ADAPT_PIPELINE_NAME = "mnist-synthetic-adapt"
+SEARCHES = ("hyperband", "bohb", "random")
 
 
 class MnistSyntheticOutputs(NamedTuple):
@@ -45,20 +53,31 @@ class MnistSyntheticOutputs(NamedTuple):
     accuracy: float
 
 
+def pipeline_name(search: str, adapt_unlabeled_real: bool) -> str:
+    """``mnist-synthetic`` plus ``-random``/``-bohb`` for the search and ``-adapt`` for the adaptation step."""
+    if search not in SEARCHES:
+        raise ExpforgeError(f"--search: unknown search {search!r}; expected one of {', '.join(SEARCHES)}")
+    name = {"hyperband": PIPELINE_NAME, "random": RANDOM_PIPELINE_NAME, "bohb": BOHB_PIPELINE_NAME}[search]
+    return f"{name}-adapt" if adapt_unlabeled_real else name
+
+
 def build(
-    preset: str | None = None, *, search: str = "hyperband", budget_multiple: float = 1.0
+    preset: str | None = None,
+    *,
+    search: str = "hyperband",
+    budget_multiple: float = 1.0,
+    adapt_unlabeled_real: bool = False,
 ) -> dsl.graph_component.GraphComponent:
     """Build the pipeline graph (call inside ``pinned_images``): the preset fixes the Hyperband schedule
     (the number of trial tasks) and the parameters' defaults."""
-    if search not in SEARCHES:
-        raise ExpforgeError(f"search: unknown search {search!r}; expected one of {', '.join(SEARCHES)}")
+    name = pipeline_name(search, adapt_unlabeled_real)
     chosen = get_preset(PIPELINE_NAME, preset)
     defaults: dict[str, Any] = {**MNIST_SYNTHETIC_PRESETS["demo"].parameters, **chosen.parameters}
     schedule = hyperband_schedule(chosen.shape["max_epochs"], chosen.shape["eta"])
-    name = PIPELINE_NAME if search == "hyperband" else RANDOM_PIPELINE_NAME
-    if search == "hyperband":
+    if search != "random":
+        method = "BOHB" if search == "bohb" else "Hyperband"
         description = (
-            f"Hyperband (R={schedule.max_resource}, η={schedule.eta}: {schedule.trials} trials, "
+            f"{method} (R={schedule.max_resource}, η={schedule.eta}: {schedule.trials} trials, "
             f"{schedule.total_epochs()} epochs with warm start)"
         )
     else:
@@ -107,8 +126,8 @@ def build(
             accelerator_type=accelerator_type,
             accelerator_count=accelerator_count,
         )
-        if search == "hyperband":
-            best = add_hyperband(trials, schedule=schedule, search_space=search_space)
+        if search != "random":
+            best = add_hyperband(trials, schedule=schedule, search_space=search_space, model_based=search == "bohb")
         else:
             best = add_random_search(
                 trials,
@@ -116,11 +135,17 @@ def build(
                 epochs_per_trial=schedule.max_resource,
                 search_space=search_space,
             )
-        scored = evaluate(model=best.best_model, dataset=real.outputs["dataset"], split="test").set_display_name(
+        winner = best.best_model
+        if adapt_unlabeled_real:
+            adapted = adapt(model=best.best_model, real=real.outputs["dataset"], device=device, seed=seed)
+            adapted.set_display_name("adapt the winner to unlabeled real train digits").set_cpu_limit(cpu)
+            adapted.set_memory_limit(memory)
+            winner = adapted.outputs["adapted"]
+        scored = evaluate(model=winner, dataset=real.outputs["dataset"], split="test").set_display_name(
             "evaluate the winner on real test"
         )
         drift_settings = {
-            "model": best.best_model,
+            "model": winner,
             "current": real.outputs["dataset"],
             "reference_split": "train",
             "current_split": "test",
@@ -139,13 +164,13 @@ def build(
         no_drift = dsl.If(gate.outputs["gate_passed"] == True, name="no drift")  # noqa: E712 (a KFP condition)
         with accurate, no_drift:
             register_model(
-                model=best.best_model,
+                model=winner,
                 evaluation=scored.outputs["evaluation"],
                 model_name=model_name,
                 registry=registry,
             ).set_display_name("register the model")
         return MnistSyntheticOutputs(
-            model=best.best_model,
+            model=winner,
             config=best.best_config,
             val_accuracy=best.best_val_accuracy,
             accuracy=scored.outputs["accuracy"],
@@ -157,3 +182,13 @@ def build(
 def build_random(preset: str | None = None) -> dsl.graph_component.GraphComponent:
     """The random-search baseline (same space, Hyperband's epoch budget): pipeline ``mnist-synthetic-random``."""
     return build(preset, search="random")
+
+
+def build_bohb(preset: str | None = None) -> dsl.graph_component.GraphComponent:
+    """BOHB: Hyperband's brackets, later brackets proposed by TPE on earlier records (``mnist-synthetic-bohb``)."""
+    return build(preset, search="bohb")
+
+
+def build_adapt(preset: str | None = None) -> dsl.graph_component.GraphComponent:
+    """Hyperband, then adaptation to unlabeled real digits before evaluation (``mnist-synthetic-adapt``)."""
+    return build(preset, adapt_unlabeled_real=True)

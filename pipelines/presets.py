@@ -38,6 +38,8 @@ MNIST_SYNTHETIC_PRESETS: dict[str, Preset] = {
 PRESETS: dict[str, dict[str, Preset]] = {
     "mnist-synthetic": MNIST_SYNTHETIC_PRESETS,
     "mnist-synthetic-random": MNIST_SYNTHETIC_PRESETS,
+    "mnist-synthetic-bohb": MNIST_SYNTHETIC_PRESETS,
+    "mnist-synthetic-adapt": MNIST_SYNTHETIC_PRESETS,
 }
 DEFAULT_PRESET = "demo"
 
