@@ -31,13 +31,19 @@ def drift_check(
     max_drift_share: float = 0.5,
     sample_size: int = 2000,
     seed: int = 0,
+    alerts: list = [],  # noqa: B006 (a KFP default, never mutated)
 ) -> DriftOutputs:
     """Compare ``current_split`` of ``current`` with ``reference_split`` of ``reference`` (Jensen–Shannon,
     L-infinity, KS, PSI on intensity/ink features, plus the model's embeddings and predictions when ``model`` is
-    given). ``drift`` holds drift.json and report.html; ``report`` is the same HTML for the Vertex UI."""
+    given). ``drift`` holds drift.json and report.html; ``report`` is the same HTML for the Vertex UI.
+    ``alerts`` are rules such as ``"drift_share>0.3"``: each one that fires sends one alert (expforge.alerts)."""
     import shutil
 
-    from expforge.drift.check import REPORT_HTML, check_drift
+    from expforge.alerts.publish import raise_alerts
+    from expforge.alerts.rules import parse_rules
+    from expforge.drift.check import REPORT_HTML, REPORTED_METRICS, check_drift
+
+    rules = parse_rules(alerts, REPORTED_METRICS, flag="alerts")
 
     thresholds = {"jensenshannon": js_threshold, "linf": linf_threshold, "ks": ks_pvalue, "psi": psi_threshold}
     result = check_drift(
@@ -53,8 +59,7 @@ def drift_check(
         output=artifact_dir(drift),
     )
     shutil.copyfile(artifact_dir(drift) / REPORT_HTML, report.path)
-    shares = {f"drift_share_{test}": share for test, share in result.share_by_test.items()}
-    log_scalars(metrics, {"drift_share": result.drift_share, **shares, "gate_passed": float(result.gate_passed)})
+    log_scalars(metrics, result.reported_metrics())
     describe(
         drift,
         {"gate_passed": result.gate_passed, "drift_share": result.drift_share},
@@ -62,4 +67,6 @@ def drift_check(
         thresholds=result.thresholds,
         max_drift_share=result.max_drift_share,
     )
+    for alert in raise_alerts(rules, result.reported_metrics(), step="drift-check"):
+        print(f"ALERT {alert.rule}: {alert.metric}={alert.value:.4f}", flush=True)  # task log
     return DriftOutputs(bool(result.gate_passed), float(result.drift_share))

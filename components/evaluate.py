@@ -16,6 +16,9 @@ from expforge.components._adapter import (
     write_text_artifact,
 )
 
+#: What the component reports in ``metrics`` (the names alert rules may use).
+COMPONENT_METRICS = ("accuracy", "macro_f1", "n", "macro_roc_auc", "micro_roc_auc", "expected_calibration_error")
+
 
 class EvaluateOutputs(NamedTuple):
     """Output parameters of ``evaluate``: what a pipeline gates on."""
@@ -33,13 +36,18 @@ def evaluate(
     report: Output[HTML],
     evaluation: Output[Artifact],
     split: str = "test",
+    alerts: list = [],  # noqa: B006 (a KFP default, never mutated)
 ) -> EvaluateOutputs:
     """Evaluate ``model`` on ``split`` of ``dataset``; accuracy and macro-F1 are also output parameters so a
-    pipeline can gate on them (``dsl.If``)."""
+    pipeline can gate on them (``dsl.If``). ``alerts`` are rules such as ``"accuracy<0.9"``: each one that fires
+    sends one alert (expforge.alerts)."""
+    from expforge.alerts.publish import raise_alerts
+    from expforge.alerts.rules import parse_rules
     from expforge.evaluate.bundle import write_bundle
     from expforge.evaluate.classification import evaluate_model
     from expforge.evaluate.report import render_html_report
 
+    rules = parse_rules(alerts, COMPONENT_METRICS, flag="alerts")
     result = evaluate_model(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation))
     bundle = write_bundle(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation) / "bundle")
     extra = {k: bundle[k] for k in ("macro_roc_auc", "micro_roc_auc", "expected_calibration_error") if k in bundle}
@@ -51,4 +59,6 @@ def evaluate(
         confusion_matrix.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
     write_text_artifact(report, render_html_report(result, artifact_dir(evaluation)))
     describe(evaluation, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "split": split})
+    for alert in raise_alerts(rules, scalars, step="evaluate"):
+        print(f"ALERT {alert.rule}: {alert.metric}={alert.value:.4f}", flush=True)  # task log
     return EvaluateOutputs(float(result["accuracy"]), float(result["macro_f1"]))

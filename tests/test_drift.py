@@ -253,9 +253,19 @@ def test_report_scores_are_the_checks_scores(real: Path, synthetic: Path) -> Non
 
 
 def test_component_outputs_gate_metrics_and_html(
-    real: Path, synthetic: Path, sklearn_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    real: Path,
+    synthetic: Path,
+    sklearn_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from expforge.alerts.publish import read_alerts
     from expforge.components.drift_check import drift_check
+
+    monkeypatch.setenv("EXPFORGE_ALERTS_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv("EXPFORGE_RUN_ID", "run-1")
+    monkeypatch.setenv("EXPFORGE_TASK_KEY", "drift-check")
 
     def artifact(kind: type, name: str, path: Path) -> dsl.Artifact:
         return kind(name=name, uri=str(path))
@@ -272,8 +282,12 @@ def test_component_outputs_gate_metrics_and_html(
         model=artifact(dsl.Model, "model", sklearn_model),
         current_split="train",
         sample_size=300,
+        alerts=["drift_share>0.5", "gate_passed==1"],
     )
     assert outputs.gate_passed is False and outputs.drift_share > 0.5
+    (alert,) = read_alerts(tmp_path / "runs")  # only the drift-share rule fires
+    assert alert["rule"] == "drift_share>0.5" and alert["value"] == pytest.approx(outputs.drift_share)
+    assert alert["run"] == "run-1" and alert["task"] == "drift-check"
     assert metrics.metadata["gate_passed"] == 0.0
     assert metrics.metadata["drift_share"] == pytest.approx(outputs.drift_share)
     assert {f"drift_share_{t}" for t in NUMERICAL_TESTS} <= set(metrics.metadata)

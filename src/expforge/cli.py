@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import typer
 
@@ -104,13 +104,20 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="train|val|test"),
     output: Path = typer.Option(Path("runs/evaluation"), "--output", help="Directory for metrics and plots."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (never an input)."),
+    alert: list[str] = typer.Option([], "--alert", help="Alert rule, e.g. 'accuracy<0.9' (expforge alerts list)."),
 ) -> None:
     """Accuracy, macro-F1, per-class report and a confusion-matrix PNG."""
+    from expforge.alerts.publish import raise_alerts
+    from expforge.alerts.rules import parse_rules
     from expforge.evaluate.classification import evaluate_model
 
+    rules = parse_rules(alert, ("accuracy", "macro_f1", "n"))
     result = evaluate_model(model, dataset, split=split, output=output, overwrite=overwrite)
     typer.echo(f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f} n={result['n']}")
     typer.echo(f"outputs: {output}")
+    values = {key: float(cast(float, result[key])) for key in ("accuracy", "macro_f1", "n")}
+    for fired in raise_alerts(rules, values, step="evaluate", link=str(output.resolve())):
+        typer.echo(f"ALERT {fired.rule}: {fired.metric}={fired.value:.4f}")
 
 
 @command("visualize-samples")
@@ -188,6 +195,7 @@ CLI_MODULES: tuple[str, ...] = (
     "expforge.cloud.cli",
     "expforge.tracking.cli",
     "expforge.ui.cli",
+    "expforge.alerts.cli",
 )
 
 

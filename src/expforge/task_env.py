@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PREFIX = "EXPFORGE_"
 TRACKING_BACKENDS = ("local", "gcp", "off")
 REGISTRY_BACKENDS = ("local", "vertex")
+ALERT_SINKS = ("local", "pubsub")
 _ON = ("on", "1", "true", "yes")
 _OFF = ("off", "0", "false", "no")
 
@@ -85,6 +86,11 @@ class TaskEnvironment:
     model_bucket: str | None = _var("EXPFORGE_MODEL_BUCKET")
     gcs_bucket: str | None = _var("EXPFORGE_GCS_BUCKET")
     serving_image: str | None = _var("EXPFORGE_SERVING_IMAGE")
+    # alerts (expforge.alerts): always <alerts_root>/.alerts/alerts.jsonl; also Pub/Sub with alerts=pubsub
+    alerts: str | None = _var("EXPFORGE_ALERTS", ALERT_SINKS, "alert sink")
+    alerts_root: str | None = _var("EXPFORGE_ALERTS_ROOT")
+    alerts_topic: str | None = _var("EXPFORGE_ALERTS_TOPIC")
+    dashboard_url: str | None = _var("EXPFORGE_DASHBOARD_URL")
     # Google Cloud project and endpoints (stand-ins: endpoints on 127.0.0.1 and their certificate)
     gcp_project: str | None = _var("EXPFORGE_GCP_PROJECT")
     gcp_region: str | None = _var("EXPFORGE_GCP_REGION")
@@ -94,6 +100,7 @@ class TaskEnvironment:
     bigquery_emulator_host: str | None = _var("BIGQUERY_EMULATOR_HOST")
     firestore_emulator_host: str | None = _var("FIRESTORE_EMULATOR_HOST")
     storage_emulator_host: str | None = _var("STORAGE_EMULATOR_HOST")
+    pubsub_emulator_host: str | None = _var("PUBSUB_EMULATOR_HOST")
     ssl_roots_file: str | None = _var("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
 
     def __post_init__(self) -> None:

@@ -54,6 +54,8 @@ THRESHOLD_PARAMETERS = {
 #: Short names accepted on the command line (``--threshold js=0.1``).
 THRESHOLD_ALIASES = {"js": "jensenshannon", "jensenshannon": "jensenshannon", "linf": "linf", "ks": "ks", "psi": "psi"}
 DEFAULT_MAX_DRIFT_SHARE = 0.5
+#: The numbers a drift check reports, by the names alert rules and the component's metrics use.
+REPORTED_METRICS = ("drift_share", *(f"drift_share_{test}" for test in NUMERICAL_TESTS), "gate_passed")
 DEFAULT_SAMPLE_SIZE = 2000
 
 
@@ -75,6 +77,11 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def reported_metrics(self) -> dict[str, float]:
+        """:data:`REPORTED_METRICS` of this result (``gate_passed`` as 0/1)."""
+        shares = {f"drift_share_{test}": share for test, share in self.share_by_test.items()}
+        return {"drift_share": self.drift_share, **shares, "gate_passed": float(self.gate_passed)}
 
 
 # --- parameters ---------------------------------------------------------------------------------------------------

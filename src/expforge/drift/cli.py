@@ -28,9 +28,16 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         seed: int = typer.Option(0, "--seed"),
         fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the gate does not pass."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output (never an input)."),
+        alert: list[str] = typer.Option(
+            [], "--alert", help="Alert rule METRIC OP NUMBER, e.g. 'drift_share>0.3' (expforge alerts list)."
+        ),
     ) -> None:
         """Evidently drift tests (Jensen–Shannon, L-infinity, KS, PSI) on per-image features; HTML + JSON out."""
-        from expforge.drift.check import check_drift, parse_threshold_options
+        from expforge.alerts.publish import raise_alerts
+        from expforge.alerts.rules import parse_rules
+        from expforge.drift.check import REPORTED_METRICS, check_drift, parse_threshold_options
+
+        rules = parse_rules(alert, REPORTED_METRICS)
 
         result = check_drift(
             reference,
@@ -51,5 +58,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         verdict = "passed" if result.gate_passed else "FAILED"
         typer.echo(f"gate {verdict}: drift share {result.drift_share:.3f} vs max {result.max_drift_share:.3f}")
         typer.echo(f"outputs: {output}")
+        for fired in raise_alerts(rules, result.reported_metrics(), step="drift-check", link=str(output.resolve())):
+            typer.echo(f"ALERT {fired.rule}: {fired.metric}={fired.value:.4f}")
         if fail_on_drift and not result.gate_passed:
             raise typer.Exit(1)
