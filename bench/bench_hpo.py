@@ -333,6 +333,11 @@ def hpo_seed(
     hb = run_hyperband(schedule, space, seed, train_fn, workdir=workdir / f"seed-{seed}" / "hyperband")
     hb_seconds = time.perf_counter() - started
 
+    _log(f"seed {seed}: BOHB (Hyperband's schedule, later brackets proposed by TPE on earlier records)")
+    started = time.perf_counter()
+    bohb = run_hyperband(schedule, space, seed, train_fn, workdir=workdir / f"seed-{seed}" / "bohb", model_based=True)
+    bohb_seconds = time.perf_counter() - started
+
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
     _log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
     started = time.perf_counter()
@@ -374,7 +379,10 @@ def hpo_seed(
             "hyperband_epochs_to_reach_final_trials_only": reach_final,
             "reached": reach is not None,
             "ratio": None if reach is None else reach / epochs,
+            "bohb_epochs_to_reach": bohb.epochs_to_reach(best["val_accuracy"]),
         }
+        bohb_reach = random_search[name]["bohb_epochs_to_reach"]
+        random_search[name]["bohb_ratio"] = None if bohb_reach is None else bohb_reach / epochs
     assert hb.best is not None
     hb_best = {**hb.best.summary(hb.metric), "val_loss": hb.best.metric("val_loss")}
     return {
@@ -388,6 +396,15 @@ def hpo_seed(
             "seconds_per_epoch": round(hb_seconds / max(hb.total_epochs, 1), 3),
             "timeline": [list(point) for point in hb.timeline],
             "trials": _trial_rows(hb.rows(), seconds),
+        },
+        "bohb": {
+            "total_epochs": bohb.total_epochs,
+            "best_val_accuracy": None if bohb.best is None else bohb.best.metric(bohb.metric),
+            "best": None
+            if bohb.best is None
+            else {k: bohb.best.summary(bohb.metric)[k] for k in ("trial_id", "config")},
+            "wall_seconds": round(bohb_seconds, 2),
+            "trials": _trial_rows(bohb.rows(), seconds),
         },
         "random_search": {
             **random_search,
@@ -437,9 +454,12 @@ def hpo(
             "hyperband_epochs_to_reach": _median([r["hyperband_epochs_to_reach"] for r in rows]),
             "ratio": _median([r["ratio"] for r in rows]),
             "reached_in_seeds": sum(r["reached"] for r in rows),
+            "bohb_epochs_to_reach": _median([r["bohb_epochs_to_reach"] for r in rows]),
+            "bohb_ratio": _median([r["bohb_ratio"] for r in rows]),
         }
     median["hyperband_best_val_accuracy"] = statistics.median(s["hyperband"]["best_val_accuracy"] for s in per_seed)
     median["hyperband_total_epochs"] = statistics.median(s["hyperband"]["total_epochs"] for s in per_seed)
+    median["bohb_best_val_accuracy"] = _median([s["bohb"]["best_val_accuracy"] for s in per_seed])
     ratio = median["1x"]["ratio"]
     return {
         "schedule": schedule.to_dict(),

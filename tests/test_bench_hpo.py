@@ -67,7 +67,17 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert row["ratio"] is None and hyperband["best_val_accuracy_any_trial"] < row["best_val_accuracy"]
         else:
             assert 1 <= reach <= 11 and row["ratio"] == pytest.approx(reach / row["epochs"])
+    # BOHB runs Hyperband's schedule (same epochs, same trial count); its second bracket is proposed by TPE.
+    bohb = seed["bohb"]
+    assert bohb["total_epochs"] == 11 and len(bohb["trials"]) == hpo["schedule"]["trials"]
+    assert 0.0 <= bohb["best_val_accuracy"] <= 1.0
+    for name in ("1x", "2x"):
+        reach = random_search[name]["bohb_epochs_to_reach"]
+        assert reach is None or random_search[name]["bohb_ratio"] == pytest.approx(
+            reach / random_search[name]["epochs"]
+        )
     assert set(hpo["median"]) >= {"1x", "2x", "hyperband_best_val_accuracy", "hyperband_total_epochs"}
+    assert "bohb_best_val_accuracy" in hpo["median"] and "bohb_ratio" in hpo["median"]["1x"]
     assert isinstance(hpo["pass"], bool)
 
     accuracy = report["accuracy"]

@@ -136,8 +136,13 @@ def run_hyperband(
     workdir: Path | str,
     warm_start: bool = True,
     metric: str = "val_accuracy",
+    model_based: bool = False,
 ) -> TuneResult:
     """Run every bracket, most aggressive first, rung by rung; promoted trials resume from their checkpoint.
+
+    ``model_based=True`` is BOHB: every bracket after the first proposes its configurations with
+    :func:`expforge.tune.bohb.propose_trials`, fitted on all trial records so far (the pipeline variant sees the
+    previous bracket's first rung only, what a static graph can pass).
 
     Checkpoints go to ``workdir/bracket-<s>/rung-<i>/<trial_id>.pt``. ``warm_start=False`` retrains promoted
     trials from scratch (what Katib's Hyperband does), for comparing the epoch cost. Each rung ends with the
@@ -145,11 +150,17 @@ def run_hyperband(
     rungs are chained through its incumbent the same way.
     """
     workdir = Path(workdir)
-    result = TuneResult(method="hyperband", metric=metric)
+    result = TuneResult(method="bohb" if model_based else "hyperband", metric=metric)
     recorder = _Recorder(result)
     incumbent: Incumbent | None = None
     for bracket in schedule.brackets:
-        loop_items = sample_trials(space, bracket.configs, seed, bracket_salt(bracket.s), bracket_prefix(bracket.s))
+        salt, prefix = bracket_salt(bracket.s), bracket_prefix(bracket.s)
+        if model_based and result.trials:
+            from expforge.tune.bohb import propose_trials
+
+            loop_items = propose_trials(space, result.trials, bracket.configs, seed, salt, prefix)
+        else:
+            loop_items = sample_trials(space, bracket.configs, seed, salt, prefix)
         resume: dict[str, Path] = {}
         for rung in bracket.rungs:
             final = rung.index == len(bracket.rungs) - 1
