@@ -50,7 +50,7 @@ def sklearn_transfer(work: Path, font_count: int, epochs: int, seed: int) -> dic
             model="logreg",
             epochs=epochs,
             seed=seed,
-            schedule=recipe["schedule"],
+            curriculum=recipe["schedule"],
         )
         scored = evaluate_model(trained.model_path, real, split="test", output=work / f"{name}-eval")
         results[name] = {

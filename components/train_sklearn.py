@@ -40,7 +40,7 @@ def train_sklearn(
             epochs=epochs,
             seed=seed,
             train_fractions=fractions,
-            schedule=schedule,
+            curriculum=schedule,
             on_epoch=board.record,
         )
     log_scalars(metrics, result.final)

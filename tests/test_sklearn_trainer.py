@@ -89,7 +89,7 @@ def test_hinge_models_report_hinge_loss_and_no_probabilities(model: str, tmp_pat
 def test_sequential_schedule_records_phases_in_order(real: Path, tmp_path: Path) -> None:
     synthetic = squares(tmp_path, "fonts", list(range(10)) * 4, splits=("train",))
     result = train_sklearn(
-        [synthetic, real], real, tmp_path / "m.joblib", schedule="sequential", epochs=3, train_fractions=[1.0, 0.25]
+        [synthetic, real], real, tmp_path / "m.joblib", curriculum="sequential", epochs=3, train_fractions=[1.0, 0.25]
     )
     assert [e.phase for e in result.history] == ["0:fonts"] * 3 + ["1:mnist"] * 3
     assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5, 6]
@@ -110,7 +110,7 @@ def test_mixed_schedule_uses_the_union(real: Path, tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"model": "forest"}, "--model: unknown model 'forest'"),
-        ({"schedule": "random"}, "--schedule: unknown schedule 'random'"),
+        ({"curriculum": "random"}, "--schedule: unknown curriculum 'random'"),
         ({"epochs": 0}, "--epochs: 0 is not a positive"),
         ({"train_fractions": [0.5, 0.5]}, "--train-fraction: 2 value"),
         ({"train_fractions": [0.0]}, r"--train-fraction: 0.0 for .* is not in \(0, 1\]"),

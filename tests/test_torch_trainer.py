@@ -187,7 +187,7 @@ def test_sequential_curriculum_names_its_phases_like_the_sklearn_trainer(
         (3, "1:real"),
         (4, "1:real"),
     ]
-    reference = train_sklearn(train, tiny_dataset, tmp_path / "m.joblib", epochs=2, schedule="sequential")
+    reference = train_sklearn(train, tiny_dataset, tmp_path / "m.joblib", epochs=2, curriculum="sequential")
     assert [h.phase for h in reference.history] == [h.phase for h in result.history]
     # Epochs on the second stage see only its 30 rows, the first stage's 60.
     assert [round(h.images_per_second * h.seconds) for h in result.history] == [60, 60, 30, 30]

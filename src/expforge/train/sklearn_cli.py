@@ -42,7 +42,7 @@ def register(command: Callable[[str], Callable[[Callable[..., Any]], Callable[..
             epochs=epochs,
             seed=seed,
             train_fractions=train_fraction or None,
-            schedule=schedule,
+            curriculum=schedule,
             overwrite=overwrite,
         )
         for epoch in result.history:

@@ -28,13 +28,12 @@ from expforge.atomic import check_output, staged_file
 from expforge.data.manifest import IMAGE_SIZE, check_split, load_arrays
 from expforge.data.split import stratified_sample
 from expforge.errors import ExpforgeError
-from expforge.train.curriculum import curriculum_phases, train_fractions_for
+from expforge.train.curriculum import check_curriculum, curriculum_phases, train_fractions_for
 
 MODEL_FORMAT = "expforge.sklearn-model"
 MODEL_FORMAT_VERSION = 1
 CLASSES = tuple(range(10))
 LOSSES = {"logreg": "log_loss", "svm": "hinge", "perceptron": "perceptron"}
-SCHEDULES = ("mixed", "sequential")
 PIXEL_SCALE = 1.0 / 255.0
 #: Upper bounds of the numeric flags: past them a run would only burn the machine (scikit-learn's seeds are
 #: 32-bit; a thousand epochs of SGD on raw pixels is far past where the loss stops moving).
@@ -91,7 +90,7 @@ def _check_options(
     model: str,
     epochs: int,
     seed: int,
-    schedule: str,
+    curriculum: str,
     batch_size: int,
     alpha: float,
     train_fractions: Sequence[float] | None,
@@ -99,8 +98,7 @@ def _check_options(
     """Validate every flag before any data is read; return the fraction per training dataset."""
     if model not in LOSSES:
         raise ExpforgeError(f"--model: unknown model {model!r}; expected one of {', '.join(LOSSES)}")
-    if schedule not in SCHEDULES:
-        raise ExpforgeError(f"--schedule: unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    check_curriculum(curriculum, flag="--schedule")
     if not train:
         raise ExpforgeError("--train: at least one training dataset is required")
     if epochs < 1:
@@ -167,7 +165,7 @@ def train_sklearn(
     epochs: int = 10,
     seed: int = 0,
     train_fractions: Sequence[float] | None = None,
-    schedule: str = "mixed",
+    curriculum: str = "mixed",
     batch_size: int = 256,
     alpha: float = 1e-3,
     train_split: str = "train",
@@ -178,7 +176,7 @@ def train_sklearn(
 ) -> TrainResult:
     """Train an SGD linear classifier on ``train`` (in order), validating on ``val``'s ``val_split`` each epoch.
 
-    ``schedule="mixed"`` reshuffles the union of all training rows every epoch. ``"sequential"`` is a
+    ``curriculum="mixed"`` reshuffles the union of all training rows every epoch. ``"sequential"`` is a
     curriculum: ``epochs`` epochs on the first dataset, then ``epochs`` on the next, and so on (synthetic
     first, then real); every epoch records which phase it belongs to, and its train metrics are measured on
     that phase's rows. ``train_fractions`` keeps a seeded, stratified fraction of each dataset's train rows.
@@ -186,7 +184,7 @@ def train_sklearn(
     a ``model_out`` inside a training dataset, is refused before any data is read unless ``overwrite``.
     ``on_epoch`` is called with every epoch's record (the hook for per-epoch logging: TensorBoard).
     """
-    fractions = _check_options(train, model, epochs, seed, schedule, batch_size, alpha, train_fractions)
+    fractions = _check_options(train, model, epochs, seed, curriculum, batch_size, alpha, train_fractions)
     check_split(train_split, where="--train-split")
     check_split(val_split, where="--val-split")
     model_out = check_output(model_out, directory=False, inputs=[*train, val], overwrite=overwrite, flag="--model-out")
@@ -197,7 +195,7 @@ def train_sklearn(
     val_images, val_labels, _ = load_arrays(val, [val_split])
     val_features = preprocess(val_images)
 
-    phases = curriculum_phases([(s.path, s.features, s.labels) for s in stages], schedule)
+    phases = curriculum_phases([(s.path, s.features, s.labels) for s in stages], curriculum)
     # Averaging starts with the last phase: earlier phases initialise the weights, the last one is averaged.
     samples_before_last = epochs * sum(len(labels) for _, _, labels in phases[:-1])
     average_from: bool | int = (samples_before_last + 1 if samples_before_last else True) if average else False
@@ -227,7 +225,7 @@ def train_sklearn(
         "epochs": epochs,
         "epochs_total": len(history),
         "seed": seed,
-        "schedule": schedule,
+        "curriculum": curriculum,
         "batch_size": batch_size,
         "alpha": alpha,
         "average": average,
