@@ -287,6 +287,54 @@ def make_train_fn(
     return train_fn
 
 
+def run_optuna_hyperband(
+    space: Any, schedule: Any, seed: int, train_fn: Callable[..., Mapping[str, Any]], *, workdir: Path, budget: int
+) -> dict[str, Any]:
+    """Optuna's own in-process answer at the same epoch budget: ``TPESampler`` + ``HyperbandPruner`` (same R, η),
+    each trial trained one epoch at a time (resuming its checkpoint) and pruned when the pruner says so."""
+    import optuna
+
+    from expforge.tune.bohb import distributions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    declared = distributions(space)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=schedule.max_resource, reduction_factor=schedule.eta
+        ),
+    )
+    spent, best, timeline, trials = 0, -math.inf, [], 0
+    while spent < budget:
+        trial = study.ask(declared)
+        trials += 1
+        previous: Path | None = None
+        value = -math.inf
+        pruned = False
+        for epoch in range(1, schedule.max_resource + 1):
+            out = workdir / f"trial-{trial.number:03d}" / f"epoch-{epoch}.pt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            value = float(train_fn(dict(trial.params), epoch, previous, out)["val_accuracy"])
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+            previous, spent = out, spent + 1
+            best = max(best, value)
+            timeline.append((spent, best))
+            trial.report(value, epoch)
+            if spent >= budget:
+                break
+            if trial.should_prune():
+                pruned = True
+                break
+        study.tell(trial, None if pruned else value, state=optuna.trial.TrialState.PRUNED if pruned else None)
+    return {"total_epochs": spent, "trials": trials, "best_val_accuracy": best, "timeline": timeline}
+
+
+def _epochs_to_reach(timeline: Sequence[Sequence[float]], accuracy: float) -> int | None:
+    return next((int(epochs) for epochs, best in timeline if best >= accuracy), None)
+
+
 def _trial_rows(trials: Sequence[Mapping[str, Any]], seconds: Mapping[str, float]) -> list[dict[str, Any]]:
     """Trials without their per-epoch history (the JSON stays readable), plus each trial's wall seconds."""
     keys = ("trial_id", "bracket", "rung", "epochs", "epochs_trained", "cumulative_epochs", "val_accuracy", "val_loss")
@@ -338,6 +386,13 @@ def hpo_seed(
     bohb = run_hyperband(schedule, space, seed, train_fn, workdir=workdir / f"seed-{seed}" / "bohb", model_based=True)
     bohb_seconds = time.perf_counter() - started
 
+    _log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {schedule.total_epochs()} epochs")
+    started = time.perf_counter()
+    optuna_run = run_optuna_hyperband(
+        space, schedule, seed, train_fn, workdir=workdir / f"seed-{seed}" / "optuna", budget=schedule.total_epochs()
+    )
+    optuna_run["wall_seconds"] = round(time.perf_counter() - started, 2)
+
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
     _log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
     started = time.perf_counter()
@@ -381,6 +436,7 @@ def hpo_seed(
             "ratio": None if reach is None else reach / epochs,
             "bohb_epochs_to_reach": bohb.epochs_to_reach(best["val_accuracy"]),
         }
+        random_search[name]["optuna_epochs_to_reach"] = _epochs_to_reach(optuna_run["timeline"], best["val_accuracy"])
         bohb_reach = random_search[name]["bohb_epochs_to_reach"]
         random_search[name]["bohb_ratio"] = None if bohb_reach is None else bohb_reach / epochs
     assert hb.best is not None
@@ -406,6 +462,7 @@ def hpo_seed(
             "wall_seconds": round(bohb_seconds, 2),
             "trials": _trial_rows(bohb.rows(), seconds),
         },
+        "optuna": {k: v for k, v in optuna_run.items() if k != "timeline"} | {"timeline": optuna_run["timeline"]},
         "random_search": {
             **random_search,
             "one_x_is_prefix_of_two_x": prefix,
@@ -460,6 +517,12 @@ def hpo(
     median["hyperband_best_val_accuracy"] = statistics.median(s["hyperband"]["best_val_accuracy"] for s in per_seed)
     median["hyperband_total_epochs"] = statistics.median(s["hyperband"]["total_epochs"] for s in per_seed)
     median["bohb_best_val_accuracy"] = _median([s["bohb"]["best_val_accuracy"] for s in per_seed])
+    median["optuna_best_val_accuracy"] = _median([s["optuna"]["best_val_accuracy"] for s in per_seed])
+    median["bohb_at_least_as_good_as_optuna"] = (
+        median["bohb_best_val_accuracy"] is not None
+        and median["optuna_best_val_accuracy"] is not None
+        and median["bohb_best_val_accuracy"] >= median["optuna_best_val_accuracy"]
+    )
     ratio = median["1x"]["ratio"]
     return {
         "schedule": schedule.to_dict(),

@@ -78,6 +78,11 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         )
     assert set(hpo["median"]) >= {"1x", "2x", "hyperband_best_val_accuracy", "hyperband_total_epochs"}
     assert "bohb_best_val_accuracy" in hpo["median"] and "bohb_ratio" in hpo["median"]["1x"]
+    # Optuna's TPESampler + HyperbandPruner spends exactly Hyperband's epoch budget.
+    optuna_run = seed["optuna"]
+    assert optuna_run["total_epochs"] == 11 and optuna_run["trials"] >= 11 // 3
+    assert 0.0 <= optuna_run["best_val_accuracy"] <= 1.0
+    assert isinstance(hpo["median"]["bohb_at_least_as_good_as_optuna"], bool)
     assert isinstance(hpo["pass"], bool)
 
     accuracy = report["accuracy"]

@@ -35,6 +35,11 @@ MIN_OBSERVATIONS = 3
 CANDIDATES = 64
 
 
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    """The space as Optuna distributions (name → distribution), for ``study.ask``."""
+    return {parameter.name: _distribution(parameter) for parameter in space.parameters}
+
+
 def _distribution(parameter: Parameter) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -116,7 +121,7 @@ def propose_configurations(
         return randoms, from_model
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    distributions = {p.name: _distribution(p) for p in space.parameters}
+    declared = distributions(space)
     sampler_seed = int(rng.integers(2**31))
     sampler = optuna.samplers.TPESampler(
         seed=sampler_seed,
@@ -131,7 +136,7 @@ def propose_configurations(
         [
             optuna.trial.create_trial(
                 params={p.name: _as_declared(p, record.item.config[p.name]) for p in space.parameters},
-                distributions=distributions,
+                distributions=declared,
                 value=worst if score is None else score,
             )
             for record, score in zip(fitted, scores, strict=True)
@@ -142,7 +147,7 @@ def propose_configurations(
         if not modelled:
             proposals.append(randoms[index])
             continue
-        trial = study.ask(distributions)
+        trial = study.ask(declared)
         proposals.append({name: _plain(trial.params[name]) for name in space.names})
     return proposals, from_model
 
