@@ -8,7 +8,8 @@ SDK reaches any ``api_endpoint`` over TLS, so the stand-in serves a self-signed 
 Served (in memory, one state per stand-in): ``PipelineService`` (CreatePipelineJob and reads),
 ``MetadataService`` (the Experiments SDK's stores, contexts, executions, artifacts and lineage),
 ``TensorboardService`` (time-series metrics), ``ModelService`` (Model Registry versions, aliases,
-evaluations), ``ScheduleService`` (pipeline-job schedules) and ``google.longrunning.Operations``.
+evaluations), ``ScheduleService`` (pipeline-job schedules), ``PredictionService.GenerateContent`` (Gemini through
+``vertexai.generative_models``) and ``google.longrunning.Operations``.
 Every request is captured in :attr:`VertexStandin.requests`.
 
 Use::
@@ -60,13 +61,15 @@ def _services() -> list[Service]:
     from expforge.standins.vertex_models import Models
     from expforge.standins.vertex_operations import Operations
     from expforge.standins.vertex_pipelines import Pipelines
+    from expforge.standins.vertex_prediction import Predictions
     from expforge.standins.vertex_schedules import Schedules
     from expforge.standins.vertex_tensorboard import Tensorboards
 
     operations = Operations()
     metadata = Metadata(operations)
     pipelines = Pipelines(operations, metadata)
-    return [operations, Models(operations), metadata, Tensorboards(operations), pipelines, Schedules(operations)]
+    services = [operations, Models(operations), metadata, Tensorboards(operations), pipelines, Schedules(operations)]
+    return [*services, Predictions()]
 
 
 @dataclass

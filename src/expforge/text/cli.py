@@ -81,3 +81,54 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             overwrite=overwrite,
         )
         typer.echo(json.dumps(result, indent=2))
+
+    @command("generate-prompted-text")
+    def generate_prompted_text(
+        prompts: Path = typer.Option(..., "--prompts", help="Templates: one per line, or TOML prompts=[...]."),
+        values: Path | None = typer.Option(None, "--values", help="TOML: name = [values] (adds to the file's)."),
+        output: Path = typer.Option(Path("data/synthetic/prompted.txt"), "--output", help="Text file to write."),
+        manifest: Path | None = typer.Option(None, "--manifest", help="Prompts used (default: OUTPUT.manifest.json)."),
+        backend: str = typer.Option("local", "--backend", help="local (the project's GPT) | vertex (Gemini)."),
+        count: int = typer.Option(20, "--count", help="Texts to generate."),
+        temperature: float = typer.Option(0.8, "--temperature", help="In [0, 2]; 0 = greedy."),
+        seed: int = typer.Option(0, "--seed"),
+        length: int = typer.Option(80, "--length", help="Tokens per continuation (local) / max output tokens."),
+        model: Path | None = typer.Option(None, "--model", help="local: a train-lm checkpoint."),
+        corpus: Path | None = typer.Option(None, "--corpus", help="local: the corpus the model was trained on."),
+        vertex_model: str = typer.Option("gemini-2.0-flash-001", "--vertex-model", help="vertex: Gemini model id."),
+        region: str = typer.Option("us-central1", "--region", help="vertex: region."),
+        safety: list[str] = typer.Option([], "--safety", help="vertex: CATEGORY=THRESHOLD; repeatable."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --output/--manifest files."),
+    ) -> None:
+        """A text corpus from filled prompt templates, continued by the project's GPT or by Gemini."""
+        import tomllib
+
+        from expforge.errors import ExpforgeError
+        from expforge.text.prompted import LocalLmBackend, TextBackend, check_options, load_prompt_file
+        from expforge.text.prompted import generate_prompted_text as generate
+
+        check_options(count, temperature, backend)
+        extra: dict[str, list[str]] = {}
+        if values is not None:
+            try:
+                extra = tomllib.loads(values.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ExpforgeError(f"--values: {values}: {exc}") from exc
+        prompt_set = load_prompt_file(prompts, extra)
+        chosen: TextBackend
+        if backend == "local":
+            if model is None or corpus is None:
+                raise ExpforgeError("--backend local: needs --model (a train-lm checkpoint) and --corpus")
+            chosen = LocalLmBackend(model, corpus, length=length)
+        else:
+            from expforge.text.prompted_vertex import VertexGeminiBackend
+
+            pairs = dict(item.split("=", 1) for item in safety if "=" in item)
+            if len(pairs) != len(safety):
+                raise ExpforgeError(f"--safety: expected CATEGORY=THRESHOLD, got {safety}")
+            chosen = VertexGeminiBackend(vertex_model, region=region, safety=pairs, max_output_tokens=length)
+        manifest = manifest or output.with_name(output.name + ".manifest.json")
+        result = generate(
+            prompt_set, chosen, output, manifest, count=count, temperature=temperature, seed=seed, overwrite=overwrite
+        )
+        typer.echo(json.dumps({**result, "output": str(output), "manifest": str(manifest)}, indent=2))

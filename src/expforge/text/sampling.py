@@ -43,8 +43,6 @@ def sample(
     ``temperature`` 0 means greedy decoding (always the most likely token); ``top_k`` ``None``/0 means no cut.
     The model must have been trained on this corpus (its vocabulary gives the ids their meaning).
     """
-    import torch
-
     from expforge.text.corpus import load_corpus
     from expforge.text.lm_eval import load_lm
     from expforge.train.device import select_device
@@ -62,14 +60,32 @@ def sample(
     corpus = load_corpus(corpus_dir)
     torch_device = select_device(device)
     model, _ = load_lm(model_path, corpus, torch_device)
-    context = model.config.context
     start = _start_ids(corpus, prompt)
-    generator = torch.Generator().manual_seed(seed)
+    rows = continue_ids(model, [start] * count, length, temperature, top_k, seed, torch_device)
 
-    tokens = torch.tensor([start] * count, dtype=torch.long)
+    keep_from = 0 if prompt else len(start)
+    return [corpus.decode(row[keep_from:]) for row in rows]
+
+
+def continue_ids(
+    model: Any,
+    starts: list[list[int]],
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    seed: int,
+    device: Any,
+) -> list[list[int]]:
+    """Each start (equal lengths) followed by ``length`` sampled tokens: the decoding loop ``sample`` and the
+    prompted-text generator share (seeded ``torch.Generator`` on the CPU; temperature 0 is greedy)."""
+    import torch
+
+    context = model.config.context
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.tensor(starts, dtype=torch.long)
     with torch.inference_mode():
         for _ in range(length):
-            logits, _ = model(tokens[:, -context:].to(torch_device))
+            logits, _ = model(tokens[:, -context:].to(device))
             logits = logits[:, -1, :].float().cpu()
             if temperature == 0:
                 chosen = logits.argmax(dim=-1, keepdim=True)
@@ -80,9 +96,7 @@ def sample(
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 chosen = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
             tokens = torch.cat([tokens, chosen], dim=1)
-
-    keep_from = 0 if prompt else len(start)
-    return [corpus.decode(row[keep_from:].tolist()) for row in tokens]
+    return [row.tolist() for row in tokens]
 
 
 def _fence(text: str) -> str:
