@@ -84,6 +84,22 @@ def pseudo_labels(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.T
     return torch.cat(labels), torch.cat(confidence)
 
 
+def balanced_confident(labels: torch.Tensor, confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Rows whose confidence reaches ``threshold``, at most the median class's count per predicted class (the
+    most confident first): the easy classes (1s, 0s) are confident first, and training on them alone would pull
+    every other digit towards them."""
+    import torch
+
+    confident = confidence >= threshold
+    per_class = [(confident & (labels == c)).nonzero().flatten() for c in range(int(labels.max()) + 1)]
+    counts = sorted(len(rows) for rows in per_class if len(rows))
+    if not counts:
+        return torch.empty(0, dtype=torch.int64, device=labels.device)
+    cap = counts[len(counts) // 2]
+    kept = [rows[confidence[rows].argsort(descending=True)[:cap]] for rows in per_class if len(rows)]
+    return torch.cat(kept).sort().values
+
+
 def self_train_round(
     model: torch.nn.Module, images: torch.Tensor, settings: SelfTrainSettings, round_index: int
 ) -> dict[str, float]:
@@ -95,7 +111,7 @@ def self_train_round(
     from expforge.train.digit_cnn import to_input
 
     labels, confidence = pseudo_labels(model, images)
-    keep = (confidence >= settings.threshold).nonzero().flatten()
+    keep = balanced_confident(labels, confidence, settings.threshold)
     figures = {"kept": float(len(keep)), "kept_share": len(keep) / max(1, len(images)), "loss": float("nan")}
     if len(keep) == 0:
         return figures
