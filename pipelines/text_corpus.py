@@ -1,18 +1,21 @@
-"""text-corpus: a small GPT on real text, optionally pre-trained on Markov-chain text first.
+"""text-corpus: a small GPT on real text, optionally pre-trained on synthetic text first.
 
-prepare real corpus ─┬───────────────────────────────────────────────┐
-                     │ [markov_pretrain]                             │
-                     ├─► generate Markov text (fitted on real train)  │
-                     │     └─► prepare it with the real vocabulary ──┤
-                     │                                               ▼
-                     └──────────────────────────────────────► train (pretrain steps, then real steps)
-                                                                   ├─► evaluate on real val
-                                                                   └─► sample
+prepare real corpus ─┬──────────────────────────────────────────────────────┐
+                     │ synthetic_source=markov                              │
+                     ├─► generate Markov text (fitted on real train) ──┐    │
+                     │ synthetic_source=prompted                       │    │
+                     ├─► generate prompted text (Gemini / local GPT) ──┤    │
+                     │        prepare it with the real vocabulary ◄────┘    ▼
+                     └────────────────────────────────────────────► train (pretrain steps, then real steps)
+                       synthetic_source=none: real only                  ├─► evaluate on real val
+                                                                         └─► sample
 
-The Markov chain is fitted on the real corpus's *train split* (never val) and its text is tokenized with the
-real corpus's vocabulary (``vocabulary_from``), so the pre-training ids mean what the real ids mean — the text
-counterpart of "train on font digits, then on real MNIST". Defaults are small; tests pass tiny values as
-parameters (``-p max_chars=50000 -p steps=20 ...``) rather than a preset.
+The Markov chain is fitted on the real corpus's *train split* (never val); prompted text comes from filled
+prompt templates (``prompt_templates`` with ``{placeholders}`` from ``prompt_values``). Either is tokenized with
+the real corpus's vocabulary (``vocabulary_from``), so the pre-training ids mean what the real ids mean — the
+text counterpart of "train on font digits, then on real MNIST" (a character the real text lacks is refused by
+that preparation step). Defaults are small; tests pass tiny values as parameters (``-p max_chars=50000 -p
+steps=20 ...``) rather than a preset.
 """
 
 from typing import NamedTuple
@@ -22,6 +25,7 @@ from kfp.dsl import Model
 
 from expforge.components.evaluate_lm import evaluate_lm
 from expforge.components.generate_markov_text import generate_markov_text
+from expforge.components.generate_prompted_text import generate_prompted_text
 from expforge.components.prepare_corpus import prepare_corpus
 from expforge.components.sample_lm import sample_lm
 from expforge.components.train_lm import train_lm
@@ -50,7 +54,13 @@ def build() -> dsl.graph_component.GraphComponent:
         vocab_size: int = 512,
         max_chars: int = 0,
         val_fraction: float = 0.1,
-        markov_pretrain: bool = False,
+        synthetic_source: str = "none",
+        prompt_templates: list = ["The {who} spoke of {what}", "O {who}, where is the {what}"],  # noqa: B006
+        prompt_values: dict = {"who": ["king", "queen", "fool"], "what": ["crown", "sea", "night"]},  # noqa: B006
+        prompt_backend: str = "vertex",
+        prompt_count: int = 200,
+        vertex_model: str = "gemini-2.0-flash-001",
+        vertex_region: str = "us-central1",
         markov_order: int = 6,
         markov_unit: str = "char",
         markov_length: int = 1000000,
@@ -91,7 +101,7 @@ def build() -> dsl.graph_component.GraphComponent:
             device=device,
             seed=seed,
         )
-        with dsl.If(markov_pretrain == True, name="markov-pretraining"):  # noqa: E712 (a KFP condition)
+        with dsl.If(synthetic_source == "markov", name="markov-pretraining"):
             markov = generate_markov_text(
                 corpus=real.outputs["corpus"], order=markov_order, unit=markov_unit, length=markov_length, seed=seed
             ).set_display_name("generate Markov text")
@@ -109,10 +119,34 @@ def build() -> dsl.graph_component.GraphComponent:
                 **model_settings,
             ).set_display_name("train (Markov, then real)")
             pretrained.set_cpu_limit("2").set_memory_limit("8G")
+        with dsl.Elif(synthetic_source == "prompted", name="prompted-pretraining"):
+            prompted = generate_prompted_text(
+                prompts=prompt_templates,
+                values=prompt_values,
+                backend=prompt_backend,
+                count=prompt_count,
+                temperature=temperature,
+                seed=seed,
+                vertex_model=vertex_model,
+                region=vertex_region,
+            ).set_display_name("generate prompted text")
+            prompted_corpus = prepare_corpus(
+                text=prompted.outputs["text"],
+                vocabulary_from=real.outputs["corpus"],
+                val_fraction=val_fraction,
+                seed=seed,
+            ).set_display_name("prepare prompted corpus")
+            on_prompted = train_lm(
+                corpus=real.outputs["corpus"],
+                pretrain=prompted_corpus.outputs["corpus"],
+                pretrain_steps=pretrain_steps,
+                **model_settings,
+            ).set_display_name("train (prompted, then real)")
+            on_prompted.set_cpu_limit("2").set_memory_limit("8G")
         with dsl.Else(name="real-only"):
             plain = train_lm(corpus=real.outputs["corpus"], **model_settings).set_display_name("train (real)")
             plain.set_cpu_limit("2").set_memory_limit("8G")
-        model = dsl.OneOf(pretrained.outputs["model"], plain.outputs["model"])
+        model = dsl.OneOf(pretrained.outputs["model"], on_prompted.outputs["model"], plain.outputs["model"])
         scored = evaluate_lm(model=model, corpus=real.outputs["corpus"]).set_display_name("evaluate on real val")
         sample_lm(
             model=model,

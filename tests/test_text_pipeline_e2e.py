@@ -28,7 +28,7 @@ TINY = {
     "sample_count": 2,
     "sample_length": 40,
 }
-PRETRAIN = {"markov_pretrain": True, "markov_order": 4, "markov_length": 20_000, "pretrain_steps": 10}
+PRETRAIN = {"synthetic_source": "markov", "markov_order": 4, "markov_length": 20_000, "pretrain_steps": 10}
 
 
 def task_dir(result: RunResult, task: str, artifact: str) -> Path:
