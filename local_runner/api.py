@@ -48,6 +48,7 @@ from expforge.task_env import TaskEnvironment, warn_unknown_variables
 CACHE_DIR_NAME = ".cache"
 TRACKING_DIR_NAME = ".tracking"
 REGISTRY_DIR_NAME = "registry"
+ALERTS_DIR_NAME = ".alerts"  # expforge.alerts.publish.ALERTS_DIR
 TRACKING_CHOICES = ("local", "gcp", "off")
 
 
@@ -134,6 +135,9 @@ def task_environment(
         raise ExpforgeError(f"--tracking: unknown tracking backend {tracking!r}; expected one of local, gcp, off")
     tracking_dir = root_dir / TRACKING_DIR_NAME
     registry_dir = root_dir / REGISTRY_DIR_NAME
+    # Alerts that drift-check/evaluate raise land in <root>/.alerts/alerts.jsonl: shared (and under Docker
+    # mounted) like the tracking store, so an alert written inside a container reaches `expforge alerts list`.
+    alerts_dir = root_dir / ALERTS_DIR_NAME
     env = TaskEnvironment(
         run_id=run_id,
         pipeline=pipeline,
@@ -141,11 +145,12 @@ def task_environment(
         tracking_db=str(tracking_dir / "runs.sqlite"),
         tracking_spool=str(tracking_dir / "spool"),
         registry_root=str(registry_dir),
+        alerts_root=str(root_dir),
     ).to_env()
     env.update(extra or {})
     TaskEnvironment.from_env(env)  # the overrides too: a malformed value fails the run before any task starts
     warn_unknown_variables(env, where="the run's task environment")
-    return env, (tracking_dir, registry_dir)
+    return env, (tracking_dir, registry_dir, alerts_dir)
 
 
 def task_read_paths(env: Mapping[str, str]) -> tuple[Path, ...]:

@@ -69,6 +69,8 @@ def test_compile_env_and_the_runner_go_through_it(tmp_path: Path) -> None:
     task = TaskEnvironment.from_env(env)
     assert (task.run_id, task.tracking, task.gcp_project) == ("run-1", "local", "proj")
     assert Path(str(task.tracking_db)).parent in shared
+    # Alerts go to <root>/.alerts, shared with (and under Docker mounted into) every task like tracking.
+    assert task.alerts_root == str(tmp_path) and tmp_path / ".alerts" in shared
     with pytest.raises(ExpforgeError, match="^EXPFORGE_VERTEX:"):
         task_environment(tmp_path, "run-1", "p", "local", {"EXPFORGE_VERTEX": "perhaps"})
 
