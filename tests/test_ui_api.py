@@ -301,3 +301,17 @@ def test_ui_refuses_a_missing_root(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"expforge: error: --root: {tmp_path / 'nope'} is not a directory (run a pipeline first, or pass --root)"
     ]
+
+
+def test_run_page_names_the_tensorboard_command_only_for_runs_with_event_files(server: Server, runs: Runs) -> None:
+    record = runs.record(runs.baseline)
+    event_dirs = [
+        Path(uris[0]) for t in record["tasks"].values() for n, uris in t["artifacts"].items() if n == "tensorboard"
+    ]
+    assert event_dirs and any(d.is_dir() and any(d.iterdir()) for d in event_dirs)  # train-sklearn wrote events
+    status, html, _ = server.raw(f"/runs/{runs.baseline}")
+    assert status == 200
+    assert f"expforge tensorboard --root {runs.root} --run {runs.baseline}".encode() in html
+    # A task's own run (no child tasks in a run.json of its own) has nothing to serve.
+    status, html, _ = server.raw(f"/runs/{runs.baseline}/evaluate")
+    assert status == 200 and b'id="tensorboard"' not in html

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -340,9 +341,19 @@ def router(store: Store) -> APIRouter:
             state=state,
             selected=task,
             has_trials=bool(document and hyperband.trials_of(document)),
+            tensorboard=_tensorboard_command(store.root, run_id, document),
         )
 
     return pages
+
+
+def _tensorboard_command(root: Path, run_id: str, document: dict[str, Any] | None) -> str | None:
+    """The command that serves this run's TensorBoard event files (every trainer task writes a ``tensorboard``
+    artifact), or None when no task of the run wrote any: the dashboard points to TensorBoard, never embeds it."""
+    tasks = (document or {}).get("tasks") or {}
+    if not any("tensorboard" in ((task or {}).get("artifacts") or {}) for task in tasks.values()):
+        return None
+    return f"expforge tensorboard --root {shlex.quote(str(root))} --run {shlex.quote(run_id)}"
 
 
 def _float(text: str | None, field: str) -> float | None:
