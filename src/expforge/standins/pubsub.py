@@ -9,70 +9,50 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from expforge.errors import ExpforgeError
-from expforge.standins.ports import ManagedProcess, StandInServer, free_port
+from expforge.standins.gcloud_emulator import (
+    START_TIMEOUT_S,
+    GcloudEmulator,
+    gcloud_emulator_unavailable,
+    launch_gcloud_emulator,
+)
 
-START_TIMEOUT_S = 90.0
+__all__ = ["START_TIMEOUT_S", "PubSubEmulator", "launch_pubsub_emulator", "pubsub_unavailable"]
 
 
 def pubsub_unavailable() -> str | None:
     """Why the emulator cannot start here (no gcloud, no Java, no emulator component), or ``None``."""
-    gcloud = shutil.which("gcloud")
-    if not gcloud:
-        return "the gcloud CLI is not installed (the Pub/Sub emulator ships with it)"
-    if not shutil.which("java"):
-        return "Java is not installed (the Pub/Sub emulator is a Java program)"
-    platform = Path(gcloud).resolve().parent.parent / "platform"
+    reason = gcloud_emulator_unavailable("Pub/Sub")
+    if reason:
+        return reason
+    platform = Path(str(shutil.which("gcloud"))).resolve().parent.parent / "platform"
     if platform.is_dir() and not (platform / "pubsub-emulator").is_dir():
         return "the gcloud component pubsub-emulator is not installed"
     return None
 
 
-class PubSubEmulator(StandInServer):
-    """A launched emulator: ``host``/``port``, its ``env()``, and ``stop()``/``kill()`` (from the base)."""
+class PubSubEmulator(GcloudEmulator):
+    """A launched Pub/Sub emulator (``PUBSUB_EMULATOR_HOST``)."""
 
-    @property
-    def address(self) -> str:
-        """``host:port`` (the form ``PUBSUB_EMULATOR_HOST`` takes)."""
-        return f"{self.host}:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        """Variables that point Pub/Sub clients here."""
-        return {"PUBSUB_EMULATOR_HOST": self.address, "GOOGLE_CLOUD_PROJECT": self.project}
-
-    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> PubSubEmulator:
-        """Block until the emulator answers HTTP (it says ``Ok`` on ``/``)."""
-        self.wait_http_ok("/", timeout)
-        return self
+    host_variable = "PUBSUB_EMULATOR_HOST"
 
 
 def launch_pubsub_emulator(
     *, port: int | None = None, host: str = "127.0.0.1", project: str = "expforge-local"
 ) -> PubSubEmulator:
-    """Start the emulator without waiting for it (call ``wait_ready``)."""
-    reason = pubsub_unavailable()
-    if reason:
-        raise ExpforgeError(f"Pub/Sub stand-in: {reason}")
-    workdir = tempfile.TemporaryDirectory(prefix="expforge-pubsub-")
-    chosen = port or free_port(host)
-    argv = [
-        "gcloud",
-        "beta",
-        "emulators",
-        "pubsub",
-        "start",
-        f"--host-port={host}:{chosen}",
-        f"--data-dir={workdir.name}",
-        "--quiet",
-        "--verbosity=error",
-    ]
-    env = {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_PROJECT": project}
-    process = ManagedProcess("Pub/Sub emulator", argv, Path(workdir.name) / "pubsub.log", env)
-    return PubSubEmulator(host, chosen, process, project, _workdir=workdir)
+    """Start the emulator without waiting for it (call ``wait_ready``); its data lives in a private directory."""
+    return launch_gcloud_emulator(
+        PubSubEmulator,
+        service="Pub/Sub",
+        command=["beta", "emulators", "pubsub"],
+        reason=pubsub_unavailable(),
+        port=port,
+        host=host,
+        project=project,
+        data_dir=True,
+    )
 
 
 @contextlib.contextmanager
