@@ -209,3 +209,23 @@ def _exists(client: object, ref: str) -> bool:
     except ImageNotFound:
         return False
     return True
+
+
+def test_dev_mode_and_the_image_builder_compute_the_same_requirements() -> None:
+    # Two copies on purpose: the image builder (containers/imagebuild) runs on the standard library alone and
+    # imports no expforge code, while --dev compares what it stored as org.expforge.requires with this list.
+    # If they drift, --dev names a dependency as missing that the image has (or misses one it lacks).
+    import tomllib
+
+    sys.path.insert(0, str(REPO / "containers"))
+    try:
+        from imagebuild.plan import declared_requirements as builder_requirements
+    finally:
+        sys.path.remove(str(REPO / "containers"))
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    extras = list(pyproject["project"]["optional-dependencies"])
+    for chosen in ([], *([extra] for extra in extras), extras):
+        assert devmode.declared_requirements(pyproject, chosen) == builder_requirements(pyproject, chosen), chosen
+    # Not an empty agreement: an extra's own packages are in its list, beside the core's.
+    sklearn = devmode.declared_requirements(pyproject, ["sklearn"])
+    assert any(req.startswith("skops") for req in sklearn) and any(req.startswith("kfp") for req in sklearn)
