@@ -29,6 +29,7 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -259,15 +260,32 @@ def dev_backend(runner: Any, root_dir: Path, cwd: Path | None = None) -> Any:
     return dev
 
 
+def interpreter_code() -> dict[str, Any]:
+    """The code this interpreter's tasks run: its expforge checkout (``mode: tree`` with the tree hash) or the
+    installed package (``mode: installed`` with its version)."""
+    package = Path(sys.modules[PROJECT_NAME].__file__ or ".").parent
+    try:
+        return tree_source(find_checkout(package)).record("tree")
+    except ExpforgeError:
+        try:
+            version = metadata.version(PROJECT_NAME)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return {"mode": "installed", "package": str(package), "version": version}
+
+
+def code_identity_of_interpreter() -> str:
+    """The part of the subprocess backend's cache key that names its code: ``tree:<hash>`` or
+    ``installed:<version>``."""
+    code = interpreter_code()
+    return f"tree:{code['tree_hash']}" if code["mode"] == "tree" else f"installed:{code['version']}"
+
+
 def code_record(runner: Any) -> dict[str, Any]:
     """``run.json``'s ``code``: which code the tasks ran — ``dev`` (tree mounted into the images), ``tree``
     (subprocess backend: the interpreter's own expforge, a checkout when installed editable) or ``image``."""
     if isinstance(runner, DevDockerBackend):
         return runner.source.record("dev")
     if runner.name == "subprocess":
-        package = Path(sys.modules[PROJECT_NAME].__file__ or ".").parent
-        try:
-            return tree_source(find_checkout(package)).record("tree")
-        except ExpforgeError:
-            return {"mode": "installed", "package": str(package)}
+        return interpreter_code()
     return {"mode": "image"}

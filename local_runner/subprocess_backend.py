@@ -62,17 +62,31 @@ class SubprocessBackend:
         self._lock = threading.Lock()
         self._running: dict[int, subprocess.Popen[bytes]] = {}
         self._cancelled = False
+        self._code: str | None = None
 
     def check_images(self, images: dict[str, list[str]]) -> None:
         """Images are not used by this backend."""
 
     def environment_digest(self, image: str) -> str:
-        """The interpreter and kfp version stand in for an image ID."""
+        """The interpreter, the kfp version and the code the tasks run stand in for an image ID.
+
+        Tasks here run this interpreter's ``expforge``; when that is a checkout (an editable install), its
+        content hash is part of the digest, so an edit misses the cache exactly as ``--dev`` does under Docker.
+        """
         try:
             kfp_version = metadata.version("kfp")
         except metadata.PackageNotFoundError:
             kfp_version = "none"
-        return f"subprocess:{sys.prefix}:{sys.version.split()[0]}:kfp-{kfp_version}"
+        return f"subprocess:{sys.prefix}:{sys.version.split()[0]}:kfp-{kfp_version}:{self._code_identity()}"
+
+    def _code_identity(self) -> str:
+        """``tree:<hash>`` of the checkout the tasks import expforge from (hashed once per run), else the
+        installed version: an installed wheel only changes with its version."""
+        if self._code is None:
+            from expforge.local_runner.devmode import code_identity_of_interpreter
+
+            self._code = code_identity_of_interpreter()
+        return self._code
 
     def _environment(self, launch: Launch) -> dict[str, str]:
         env = dict(os.environ)

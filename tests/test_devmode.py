@@ -229,3 +229,15 @@ def test_dev_mode_and_the_image_builder_compute_the_same_requirements() -> None:
     # Not an empty agreement: an extra's own packages are in its list, beside the core's.
     sklearn = devmode.declared_requirements(pyproject, ["sklearn"])
     assert any(req.startswith("skops") for req in sklearn) and any(req.startswith("kfp") for req in sklearn)
+
+
+def test_subprocess_backend_cache_key_names_the_tree_it_runs() -> None:
+    """The subprocess backend runs the checkout's code, so an edit must change its environment digest (and with
+    it every cache key), as the tree hash does for ``--dev`` under Docker."""
+    from expforge.local_runner.subprocess_backend import SubprocessBackend
+
+    digest = SubprocessBackend().environment_digest("any-image")
+    assert digest.endswith(f":tree:{devmode.tree_source(REPO).tree_hash}")
+    edited = SubprocessBackend()
+    edited._code = "tree:0000000000000000"  # what another tree's hash would give
+    assert edited.environment_digest("any-image") != digest
