@@ -12,6 +12,10 @@ from typing import Any
 
 import typer
 
+from expforge.adapt.methods import SelfTrainSettings
+
+_D = SelfTrainSettings()  # the CLI's defaults are the library's
+
 
 def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -> None:
     """Declare this area's commands on the ``expforge`` app."""
@@ -29,20 +33,35 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         method: list[str] = typer.Option(
             ["adabn", "self-train"], "--method", help="adabn and/or self-train (repeatable)."
         ),
-        rounds: int = typer.Option(3, "--rounds", help="Self-training rounds (each one a candidate)."),
-        epochs_per_round: int = typer.Option(1, "--epochs-per-round", help="Passes over the confident digits."),
-        threshold: float = typer.Option(0.9, "--threshold", help="Softmax confidence a pseudo-label needs."),
-        lr: float = typer.Option(3e-4, "--lr", help="Self-training learning rate (AdamW)."),
+        rounds: int = typer.Option(_D.rounds, "--rounds", help="Self-training rounds (each one a candidate)."),
+        epochs_per_round: int = typer.Option(
+            _D.epochs_per_round, "--epochs-per-round", help="Passes over the confident digits."
+        ),
+        threshold: float = typer.Option(_D.threshold, "--threshold", help="Teacher confidence a pseudo-label needs."),
+        lr: float = typer.Option(_D.lr, "--lr", help="Self-training learning rate (AdamW)."),
+        ema: float = typer.Option(_D.ema, "--ema", help="Mean-teacher decay per step (0: the student labels)."),
+        diversity: float = typer.Option(
+            _D.diversity, "--diversity", help="Weight of the information-maximisation term (0: off)."
+        ),
+        strong: bool = typer.Option(
+            _D.strong, "--strong/--weak", help="Strong views (warp, stroke, erasing) or the trainer's mild warp."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the self-training order and augmentation."),
         device: str = typer.Option("auto", "--device", help="auto|cpu|cuda[:N]."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output (never the model)."),
     ) -> None:
         """Adapt --model to the unlabeled real digits; keep the candidate with the best real-val accuracy."""
         from expforge.adapt.core import adapt_digit_cnn
-        from expforge.adapt.methods import SelfTrainSettings
 
         settings = SelfTrainSettings(
-            rounds=rounds, epochs_per_round=epochs_per_round, threshold=threshold, lr=lr, seed=seed
+            rounds=rounds,
+            epochs_per_round=epochs_per_round,
+            threshold=threshold,
+            lr=lr,
+            seed=seed,
+            ema=ema,
+            diversity=diversity,
+            strong=strong,
         )
         result = adapt_digit_cnn(
             model,

@@ -143,6 +143,10 @@ def adapt_digit_cnn(
         raise ExpforgeError("--rounds/--epochs-per-round: self-training needs at least one of each")
     if not 0.0 < settings.threshold < 1.0:
         raise ExpforgeError(f"--threshold: {settings.threshold} is not a confidence in (0, 1)")
+    if not 0.0 <= settings.ema < 1.0:
+        raise ExpforgeError(f"--ema: {settings.ema} is not a teacher decay in [0, 1)")
+    if not settings.diversity >= 0.0:
+        raise ExpforgeError(f"--diversity: {settings.diversity} is not a weight ≥ 0")
     output = check_output(output, directory=False, inputs=(model_path,), overwrite=overwrite, flag="--output")
     dev = select_device(device)
     source, payload = load_source_model(model_path, dev)
@@ -160,8 +164,9 @@ def adapt_digit_cnn(
     candidates.append(Candidate("adabn", accuracy(adapted, val_x, val_y)))
     states["adabn"] = copy.deepcopy(adapted.state_dict())
     if "self-train" in chosen_methods:
+        student = None
         for round_index in range(settings.rounds):
-            figures = self_train_round(adapted, target, settings, round_index)
+            figures, student = self_train_round(adapted, target, settings, round_index, student)
             adapt_batch_norm(adapted, target)
             name = f"self-train/{round_index + 1}"
             candidates.append(Candidate(name, accuracy(adapted, val_x, val_y), figures))

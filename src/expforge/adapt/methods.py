@@ -3,17 +3,22 @@
 * **AdaBN** (batch-norm statistics adaptation): the convolutions learnt on font digits stay, but each batch-norm
   layer's running mean and variance are re-estimated on the real digits. Font and handwritten digits differ most
   in low-level statistics (stroke width, contrast, blur), which is exactly what those statistics normalise.
-* **Self-training with consistency**: the model labels the clean real digits itself; the confident ones
-  (softmax ≥ ``threshold``) become targets for a *randomly warped* copy of the same digit, so the network learns
-  to give one answer under the augmentation rather than to repeat its own mistakes on the exact pixels
-  (FixMatch's weak/strong split, with the affine warp of the trainer as the strong view). Pseudo-labels are
-  refreshed every round and the batch-norm statistics re-estimated at the end.
+* **Self-training with consistency and a mean teacher**: a *teacher* (the exponential moving average of the
+  student's weights) labels every real digit by its softmax averaged over the clean digit and a few mildly warped
+  copies; the confident labels, capped per class, become targets for *strongly* augmented copies of the same
+  digits (a wider affine warp, a thinner or thicker stroke, an erased patch), so the student learns to give one
+  answer under augmentation rather than to repeat its own mistakes on the exact pixels (FixMatch's weak/strong
+  split). An information-maximisation term on every digit (confident per digit, diverse over the batch, as in
+  SHOT) keeps the unconfident digits moving towards a class without letting all of them collapse into one.
+  Pseudo-labels are refreshed from the teacher every round; the teacher, with its batch-norm statistics
+  re-estimated on the real digits, is the round's candidate.
 
 Both operate in place on a ``torch.nn.Module`` on the given device; the caller copies the model first.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,7 +26,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from expforge.train.augment_torch import AffineRanges
+
 BATCH = 256
+#: Views the teacher averages per digit when it labels: the clean digit and this many weak warps.
+TEACHER_VIEWS = 2
 
 
 def _batches(images: torch.Tensor, size: int) -> list[slice]:
@@ -57,7 +66,13 @@ def adapt_batch_norm(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.M
 
 @dataclass(frozen=True)
 class SelfTrainSettings:
-    """Rounds of pseudo-labelling and the fine-tuning inside each; ``threshold`` is the confidence kept."""
+    """Rounds of pseudo-labelling and the fine-tuning inside each.
+
+    ``threshold`` is the teacher confidence a pseudo-label needs; ``ema`` the teacher's weight decay per step
+    (0 makes the teacher the student); ``diversity`` the weight of the information-maximisation term (0 turns
+    it off); ``strong`` whether the student sees the strong views (stroke and erasing on top of a wider warp)
+    or only the trainer's mild affine warp.
+    """
 
     rounds: int = 3
     epochs_per_round: int = 1
@@ -65,6 +80,46 @@ class SelfTrainSettings:
     lr: float = 3e-4
     batch_size: int = 128
     seed: int = 0
+    ema: float = 0.0
+    diversity: float = 0.0
+    strong: bool = False
+
+
+def _weak_ranges() -> AffineRanges:
+    from expforge.train.augment_torch import AffineRanges
+
+    return AffineRanges(rotation_degrees=8.0, scale=0.05, shear=0.1, shift_pixels=1.0)
+
+
+def _strong_ranges() -> AffineRanges:
+    from expforge.train.augment_torch import AffineRanges
+
+    return AffineRanges(rotation_degrees=18.0, scale=0.15, shear=0.3, shift_pixels=3.0)
+
+
+def strong_view(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A strongly augmented copy of N×1×28×28 inputs: wide affine warp, then per digit a thinner, thicker or
+    unchanged stroke (3×3 min/max filter), then an erased 6×6 patch on half of the digits."""
+    import torch
+    import torch.nn.functional as F
+
+    from expforge.train.augment_torch import draw_params, random_affine
+
+    count = len(pixels)
+    warped = random_affine(pixels, draw_params(count, generator), _strong_ranges())
+    choice = torch.randint(0, 3, (count,), generator=generator).to(pixels.device)
+    thick = F.max_pool2d(warped, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-warped, 3, stride=1, padding=1)
+    stroked = torch.where((choice == 1)[:, None, None, None], thick, warped)
+    stroked = torch.where((choice == 2)[:, None, None, None], thin, stroked)
+    size = pixels.shape[-1]
+    corner = torch.randint(0, size - 6, (count, 2), generator=generator).to(pixels.device)
+    erase = (torch.rand(count, generator=generator) < 0.5).to(pixels.device)
+    grid = torch.arange(size, device=pixels.device)
+    rows = (grid[None, :] >= corner[:, :1]) & (grid[None, :] < corner[:, :1] + 6)
+    cols = (grid[None, :] >= corner[:, 1:]) & (grid[None, :] < corner[:, 1:] + 6)
+    patch = (rows[:, :, None] & cols[:, None, :] & erase[:, None, None])[:, None]
+    return stroked.masked_fill(patch, 0.0)
 
 
 def pseudo_labels(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +134,31 @@ def pseudo_labels(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.T
         for index in _batches(images, 2048):
             probs = torch.softmax(model(to_input(images[index])).float(), dim=1)
             top, label = probs.max(dim=1)
+            labels.append(label)
+            confidence.append(top)
+    return torch.cat(labels), torch.cat(confidence)
+
+
+def teacher_labels(
+    model: torch.nn.Module, images: torch.Tensor, generator: torch.Generator, views: int = TEACHER_VIEWS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class, confidence) from the softmax averaged over the clean digit and ``views`` weak warps of it:
+    a label that flips under a small warp gets a low confidence and is left out."""
+    import torch
+
+    from expforge.train.augment_torch import draw_params, random_affine
+    from expforge.train.digit_cnn import to_input
+
+    model.eval()
+    labels, confidence = [], []
+    with torch.inference_mode():
+        for index in _batches(images, 2048):
+            pixels = to_input(images[index])
+            probs = torch.softmax(model(pixels).float(), dim=1)
+            for _ in range(views):
+                warped = random_affine(pixels, draw_params(len(pixels), generator), _weak_ranges())
+                probs += torch.softmax(model(warped).float(), dim=1)
+            top, label = (probs / (views + 1)).max(dim=1)
             labels.append(label)
             confidence.append(top)
     return torch.cat(labels), torch.cat(confidence)
@@ -100,38 +180,80 @@ def balanced_confident(labels: torch.Tensor, confidence: torch.Tensor, threshold
     return torch.cat(kept).sort().values
 
 
+def information_maximisation(logits: torch.Tensor) -> torch.Tensor:
+    """Mean per-digit entropy minus the entropy of the batch's mean prediction: low when each digit is
+    confident and the batch still spreads over the classes (the diversity half stops a collapse)."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=1)
+    per_digit = -(probs * torch.log(probs + 1e-6)).sum(dim=1).mean()
+    mean = probs.mean(dim=0)
+    diversity = -(mean * torch.log(mean + 1e-6)).sum()
+    return per_digit - diversity
+
+
+def _update_teacher(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+            t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
+
+
 def self_train_round(
-    model: torch.nn.Module, images: torch.Tensor, settings: SelfTrainSettings, round_index: int
-) -> dict[str, float]:
-    """One round: label, keep the confident, train the warped copies on them; returns the round's figures."""
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    settings: SelfTrainSettings,
+    round_index: int,
+    student: torch.nn.Module | None = None,
+) -> tuple[dict[str, float], torch.nn.Module]:
+    """One round: the teacher ``model`` labels, the confident are kept, the student trains on their strong views;
+    ``model`` becomes the new teacher (in place). Returns the round's figures and the student, to pass back in
+    as ``student`` next round (the first round starts it as a copy of the teacher)."""
     import torch
     import torch.nn.functional as F
 
     from expforge.train.augment_torch import draw_params, random_affine
     from expforge.train.digit_cnn import to_input
 
-    labels, confidence = pseudo_labels(model, images)
+    generator = torch.Generator().manual_seed(settings.seed * 1_000 + round_index)
+    labels, confidence = teacher_labels(model, images, generator)
     keep = balanced_confident(labels, confidence, settings.threshold)
     figures = {"kept": float(len(keep)), "kept_share": len(keep) / max(1, len(images)), "loss": float("nan")}
+    student = student if student is not None else copy.deepcopy(model)
     if len(keep) == 0:
-        return figures
-    generator = torch.Generator().manual_seed(settings.seed * 1_000 + round_index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
-    model.train()
+        return figures, student
+    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=0.0)
+    student.train()
     losses: list[float] = []
+    steps = math.ceil(len(keep) / settings.batch_size)
     for _ in range(settings.epochs_per_round):
         order = keep[torch.randperm(len(keep), generator=generator).to(keep.device)]
-        for batch in range(math.ceil(len(order) / settings.batch_size)):
+        spread = torch.randperm(len(images), generator=generator).to(keep.device)
+        for batch in range(steps):
             rows = order[batch * settings.batch_size : (batch + 1) * settings.batch_size]
             if len(rows) < 2:  # batch norm needs two samples in train mode
                 continue
-            uniforms = draw_params(len(rows), generator)
-            strong = random_affine(to_input(images[rows]), uniforms)
-            loss = F.cross_entropy(model(strong), labels[rows])
+            pixels = to_input(images[rows])
+            if settings.strong:
+                view = strong_view(pixels, generator)
+            else:
+                view = random_affine(pixels, draw_params(len(rows), generator))
+            loss = F.cross_entropy(student(view), labels[rows])
+            if settings.diversity > 0:
+                width = min(settings.batch_size, len(images))
+                others = spread[(batch * width) % len(images) :][:width]
+                weak = random_affine(to_input(images[others]), draw_params(len(others), generator), _weak_ranges())
+                loss = loss + settings.diversity * information_maximisation(student(weak))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if settings.ema > 0:
+                _update_teacher(model, student, settings.ema)
             losses.append(float(loss.detach()))
+    if settings.ema <= 0:
+        model.load_state_dict(student.state_dict())
+    student.eval()
     model.eval()
     figures["loss"] = sum(losses) / len(losses) if losses else float("nan")
-    return figures
+    return figures, student
