@@ -5,6 +5,15 @@ End to end means what a user waits for: font discovery, rendering, PNG encoding,
 another). The JSON records the machine and the filesystem, because on small images the cost of creating files
 can exceed the cost of drawing them.
 
+Every repeat's dataset is kept until the last repeat has finished, and only then removed. On an ext4 filesystem
+without a journal (this machine's root disk) the kernel's inode allocator skips every inode freed in the last
+60 s (6 min while its inode-table block is still dirty) and re-scans them for each new file, from the start of
+the block group: deleting one run's 20,000 files just before the next run multiplied that run's file-creation
+cost by about ten (measured: 20–35 µs of CPU per new file in an untouched block group, 180–310 µs after a
+recent mass delete), so the repeats got slower one after the other. Other processes deleting many files shortly
+before a run still cost the same way; the load average and the CPU time per image are recorded so that such
+runs can be told apart.
+
     python bench/bench_fonts.py --count 20000 --output bench/results/fonts.json
 """
 
@@ -46,13 +55,14 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _one_run(count: int, workers: int | None, workdir: Path | str | None, seed: int) -> dict[str, object]:
-    """One end-to-end generation into a fresh directory (removed afterwards, outside the timing)."""
-    with tempfile.TemporaryDirectory(prefix="expforge-bench-fonts-", dir=workdir) as work:
-        cpu = _cpu_seconds()
-        summary = generate_font_digits(count, Path(work) / "fonts", seed=seed, workers=workers)
-        summary["cpu_seconds"] = round(_cpu_seconds() - cpu, 3)
-        summary["output_filesystem"] = _filesystem(Path(work))
+def _one_run(count: int, workers: int | None, output: Path, seed: int) -> dict[str, object]:
+    """One end-to-end generation into the fresh directory ``output`` (left in place; see the module docstring)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cpu = _cpu_seconds()
+    summary = generate_font_digits(count, output, seed=seed, workers=workers)
+    summary["cpu_seconds"] = round(_cpu_seconds() - cpu, 3)
+    summary["output_filesystem"] = _filesystem(output)
+    summary["load_average_before"] = round(load, 2) if load is not None else None
     return summary
 
 
@@ -67,7 +77,8 @@ def run_benchmark(
     """Render ``count`` augmented digits with ``workers`` processes (default: all cores) ``repeats`` times; return
     the figures: the best run is the headline (other work on a shared machine only slows a run down), with the
     median and every run, and the CPU seconds per image, which depend far less on that other work."""
-    runs = [_one_run(count, workers, workdir, seed) for _ in range(repeats)]
+    with tempfile.TemporaryDirectory(prefix="expforge-bench-fonts-", dir=workdir) as work:
+        runs = [_one_run(count, workers, Path(work) / f"fonts-{i}", seed) for i in range(repeats)]
     summary = max(runs, key=lambda run: float(run["images_per_second"]))  # type: ignore[arg-type]
     filesystem = summary["output_filesystem"]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -78,6 +89,9 @@ def run_benchmark(
         "median_images_per_second": round(statistics.median(rates), 1),
         "runs_images_per_second": rates,
         "cpu_microseconds_per_image": round(min(cpu_per_image) * 1e6, 1),
+        "median_cpu_microseconds_per_image": round(statistics.median(cpu_per_image) * 1e6, 1),
+        "runs_cpu_microseconds_per_image": [round(c * 1e6, 1) for c in cpu_per_image],
+        "runs_load_average_before": [run["load_average_before"] for run in runs],
         "elapsed_seconds": summary["elapsed_seconds"],
         "count": count,
         "repeats": repeats,
