@@ -96,10 +96,11 @@ bench: venv fonts ## Benchmarks for the data steps; JSON under bench/results/
 	$(PY) bench/bench_data.py --output bench/results/data.json
 
 .PHONY: bench-runner
-bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead, cached re-run); JSON under bench/results/
+bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead, cached re-run) and the demo's times; JSON under bench/results/
 	$(EXPFORGE) compile --pipeline mnist-baseline --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
 	$(PY) bench/bench_runner.py --output bench/results/runner.json --pipeline $(BUILD)/bench/mnist-baseline.yaml \
 	  -p mnist_source=bundled -p font_count=5000
+	$(PY) bench/bench_demo.py --output bench/results/demo.json $(if $(FRESH),--fresh-clone,)
 
 # make pipeline-submit PIPELINE=mnist-synthetic PROJECT=my-project REGION=us-central1 BUCKET=my-bucket
 #   [EXPERIMENT=name] [SERVICE_ACCOUNT=sa@...] [PARAMS="k=v k2=v2"] [LABELS="k=v"] [CACHE=0|1] [DRY_RUN=1] [WAIT=1]
