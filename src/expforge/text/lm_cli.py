@@ -1,6 +1,6 @@
 """CLI commands of the GPT language model: ``train-lm``, ``evaluate-lm``, ``sample-lm``.
 
-Registered through ``expforge.cli.CLI_MODULES``; each command imports its step lazily.
+Registered by the static area list of :mod:`expforge.cli`; each command imports its step lazily.
 """
 
 from __future__ import annotations
