@@ -177,7 +177,7 @@ def _prefix(key: str) -> str:
 
 def _uri_edges(tasks: Mapping[str, Mapping[str, Any]]) -> set[tuple[str, str]]:
     producers = {uri: key for key, t in tasks.items() for uris in (t.get("artifacts") or {}).values() for uri in uris}
-    edges = set()
+    edges: set[tuple[str, str]] = set()
     for key, task in tasks.items():
         for uris in ((task.get("inputs") or {}).get("artifacts") or {}).values():
             edges.update((producers[u], key) for u in uris if u in producers and producers[u] != key)

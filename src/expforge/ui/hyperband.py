@@ -67,11 +67,11 @@ def parse_record(data: Mapping[str, Any], task: str = "") -> Trial | None:
     if not isinstance(data.get("trial_id"), str) or not isinstance(data.get("config"), Mapping):
         return None
     bracket = data.get("bracket")
-    search = "random-search" if bracket in (None, -1) else "hyperband"
+    search = "random-search" if bracket is None or bracket == -1 else "hyperband"
     return Trial(
         data["trial_id"],
         search,
-        None if search == "random-search" else int(bracket),
+        None if bracket is None or bracket == -1 else int(bracket),
         int(data.get("rung") or 0),
         int(data.get("epochs") or 0),
         dict(data["config"]),
