@@ -71,6 +71,8 @@ class HttpStandin:
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         host, port = self.server.server_address[:2]
+        # typeshed allows bytes for a Unix-socket server; this one is always bound to an IP address
+        assert isinstance(host, str), f"stand-in server bound to a non-IP address {host!r}"
         return f"http://{host}:{port}"
 
     def requests_to(self, method: str, pattern: str) -> list[Captured]:

@@ -57,8 +57,17 @@ def _multipart(request: Captured) -> dict[str, bytes]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name:
-            parts[str(name)] = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)  # bytes for a leaf part, None for a nested multipart
+            parts[str(name)] = payload if isinstance(payload, bytes) else b""
     return parts
+
+
+def _pipeline_name(content: bytes) -> Any:
+    """``pipelineInfo.name`` of the first YAML document (KeyError without one, TypeError if not a mapping)."""
+    document = next(iter(yaml.safe_load_all(content)), None)
+    if document is None:
+        raise KeyError("pipelineInfo")
+    return document["pipelineInfo"]["name"]
 
 
 class KfpRegistry:
@@ -101,9 +110,8 @@ class KfpRegistry:
         if not content:
             return error(400, "upload: expected a multipart field 'content' with the pipeline YAML")
         try:
-            document = next(iter(yaml.safe_load_all(content)), None)
-            name = document["pipelineInfo"]["name"]
-        except (yaml.YAMLError, TypeError, KeyError, StopIteration):
+            name = _pipeline_name(content)
+        except (yaml.YAMLError, TypeError, KeyError):
             return error(400, "upload: the content is not a compiled pipeline (no pipelineInfo.name)")
         tags = [t.strip() for t in parts.get("tags", b"").decode().split(",") if t.strip()]
         bad = [t for t in tags if not _TAG.fullmatch(t) or t.startswith("sha256:")]

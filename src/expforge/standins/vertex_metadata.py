@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import proto
 from google.cloud.aiplatform_v1 import types
 from google.longrunning import operations_pb2
 from google.protobuf import struct_pb2
@@ -89,7 +90,7 @@ class Metadata(Service):
             self._stores[store_name] = _Store(store)
         return self._stores[store_name]
 
-    def _node(self, name: str, kind: type) -> Any:
+    def _node(self, name: str, kind: type[proto.Message]) -> Any:
         node = self._store(name).nodes.get(name)
         if not isinstance(node, kind):
             raise not_found(f"{kind.__name__} {name}")
@@ -117,7 +118,9 @@ class Metadata(Service):
 
         return {"in_context": in_context}
 
-    def _list(self, parent: str, kind: type, filter_text: str, page_size: int, page_token: str) -> tuple[list, str]:
+    def _list(
+        self, parent: str, kind: type[proto.Message], filter_text: str, page_size: int, page_token: str
+    ) -> tuple[list, str]:
         with self._lock:
             store = self._store(parent)
             keep = compile_filter(filter_text, self._functions(store))
@@ -128,7 +131,7 @@ class Metadata(Service):
             ]
         return paginate(found, page_size, page_token)
 
-    def _update(self, update: Any, kind: type, mask: Any, allow_missing: bool, collection: str) -> Any:
+    def _update(self, update: Any, kind: type[proto.Message], mask: Any, allow_missing: bool, collection: str) -> Any:
         with self._lock:
             store = self._store(update.name)
             if update.name not in store.nodes and allow_missing:
@@ -139,7 +142,7 @@ class Metadata(Service):
             stored.etag = str(int(stored.etag or "0") + 1)
             return copy_message(stored)
 
-    def _delete(self, name: str, kind: type) -> operations_pb2.Operation:
+    def _delete(self, name: str, kind: type[proto.Message]) -> operations_pb2.Operation:
         with self._lock:
             store = self._store(name)
             self._node(name, kind)
@@ -153,7 +156,7 @@ class Metadata(Service):
             store.events = [e for e in store.events if name not in (e.artifact, e.execution)]
         return self._operations.finished(name, None, types.DeleteOperationMetadata())
 
-    def _purge(self, parent: str, kind: type, filter_text: str, force: bool) -> tuple[list[str], int]:
+    def _purge(self, parent: str, kind: type[proto.Message], filter_text: str, force: bool) -> tuple[list[str], int]:
         with self._lock:
             store = self._store(parent)
             keep = compile_filter(filter_text, self._functions(store))
@@ -398,7 +401,8 @@ class Metadata(Service):
         with self._lock:
             store = self._store(request.artifact)
             self._node(request.artifact, types.Artifact)
-            artifacts, executions = {request.artifact}, set()
+            artifacts: set[str] = {request.artifact}
+            executions: set[str] = set()
             hops = request.max_hops if request.max_hops > 0 else len(store.events) + 1
             for _ in range(hops):
                 touching = [e for e in store.events if e.artifact in artifacts or e.execution in executions]

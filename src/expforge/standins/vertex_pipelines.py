@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import cast
 
 import grpc
 from google.cloud.aiplatform_v1 import types
@@ -28,6 +29,10 @@ from expforge.standins.vertex_progress import Frame, Life, apply, frames
 from expforge.standins.vertex_resources import NumericIds, check_location, copy_message, now, paginate
 
 _JOB_ID = re.compile(r"[a-z][-a-z0-9]{0,127}")
+# proto-plus ships no type information, so mypy reads a proto.Enum's members as plain ints; the two states this
+# module writes itself, with their real type
+_PENDING = cast(types.PipelineState, types.PipelineState.PIPELINE_STATE_PENDING)
+_CANCELLED = cast(types.PipelineState, types.PipelineState.PIPELINE_STATE_CANCELLED)
 _TERMINAL = {
     types.PipelineState.PIPELINE_STATE_SUCCEEDED,
     types.PipelineState.PIPELINE_STATE_FAILED,
@@ -144,7 +149,7 @@ class Pipelines(Service):
             stamp = now()
             job.name = name
             job.create_time = job.update_time = stamp
-            job.state = types.PipelineState.PIPELINE_STATE_PENDING
+            job.state = _PENDING
             self._record_contexts(request.parent, job_id, job)
             self.jobs[name] = job
             if self.life is not None:
@@ -184,7 +189,7 @@ class Pipelines(Service):
                     grpc.StatusCode.FAILED_PRECONDITION, f"PipelineJob {request.name} has already finished."
                 )
             self._lives.pop(request.name, None)
-            self.set_state(request.name, types.PipelineState.PIPELINE_STATE_CANCELLED)
+            self.set_state(request.name, _CANCELLED)
         return empty_pb2.Empty()
 
     @rpc(types.DeletePipelineJobRequest, operations_pb2.Operation)

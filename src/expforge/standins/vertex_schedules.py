@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from typing import cast
 
 import grpc
 from google.cloud.aiplatform_v1 import types
@@ -23,6 +24,10 @@ from expforge.standins.vertex_pipelines import _check_job
 from expforge.standins.vertex_resources import NumericIds, check_location, copy_message, now, paginate
 
 State = types.Schedule.State
+# proto-plus ships no type information, so mypy reads a proto.Enum's members as plain ints; the two states a
+# schedule moves between, with their real type
+_ACTIVE = cast(State, State.ACTIVE)
+_PAUSED = cast(State, State.PAUSED)
 
 
 class Schedules(Service):
@@ -68,7 +73,7 @@ class Schedules(Service):
             stamp = now()
             schedule.name = name
             schedule.create_time = schedule.update_time = stamp
-            schedule.state = State.ACTIVE
+            schedule.state = _ACTIVE
             start = schedule.start_time or stamp
             schedule.next_run_time = max(start, stamp) + datetime.timedelta(minutes=1)
             self.schedules[name] = schedule
@@ -109,13 +114,13 @@ class Schedules(Service):
     @rpc(types.PauseScheduleRequest, empty_pb2.Empty)
     def pause_schedule(self, request: types.PauseScheduleRequest) -> empty_pb2.Empty:
         """ACTIVE → PAUSED."""
-        self._move(request.name, State.ACTIVE, State.PAUSED, "paused")
+        self._move(request.name, _ACTIVE, _PAUSED, "paused")
         return empty_pb2.Empty()
 
     @rpc(types.ResumeScheduleRequest, empty_pb2.Empty)
     def resume_schedule(self, request: types.ResumeScheduleRequest) -> empty_pb2.Empty:
         """PAUSED → ACTIVE (``catch_up`` is recorded on the schedule)."""
-        self._move(request.name, State.PAUSED, State.ACTIVE, "resumed")
+        self._move(request.name, _PAUSED, _ACTIVE, "resumed")
         with self._lock:
             self.schedules[request.name].catch_up = request.catch_up
         return empty_pb2.Empty()

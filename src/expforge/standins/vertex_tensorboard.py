@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import proto
 from google.cloud.aiplatform_v1 import types
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
@@ -38,13 +39,15 @@ class Tensorboards(Service):
 
     # --- generic tree ------------------------------------------------------------------------------------
 
-    def _get(self, name: str, kind: type) -> Any:
+    def _get(self, name: str, kind: type[proto.Message]) -> Any:
         resource = self._resources.get(name)
         if not isinstance(resource, kind):
             raise not_found(f"{kind.__name__} {name}")
         return resource
 
-    def _create(self, parent: str, resource: Any, resource_id: str, collection: str, parent_kind: type | None) -> Any:
+    def _create(
+        self, parent: str, resource: Any, resource_id: str, collection: str, parent_kind: type[proto.Message] | None
+    ) -> Any:
         with self._lock:
             if parent_kind is None:
                 check_location(parent)
@@ -70,7 +73,7 @@ class Tensorboards(Service):
             self._resources[resource.name] = resource
             return copy_message(resource)
 
-    def _list(self, parent: str, kind: type, collection: str, request: Any) -> tuple[list, str]:
+    def _list(self, parent: str, kind: type[proto.Message], collection: str, request: Any) -> tuple[list, str]:
         keep = compile_filter(request.filter)
         prefix = f"{parent}/{collection}/"
         with self._lock:
@@ -84,7 +87,7 @@ class Tensorboards(Service):
             ]
         return paginate(found, request.page_size, request.page_token)
 
-    def _update(self, resource: Any, kind: type, mask: field_mask_pb2.FieldMask) -> Any:
+    def _update(self, resource: Any, kind: type[proto.Message], mask: field_mask_pb2.FieldMask) -> Any:
         with self._lock:
             stored = self._get(resource.name, kind)
             for path in mask.paths or ("display_name", "description", "labels"):
@@ -94,7 +97,7 @@ class Tensorboards(Service):
             stored.update_time = now()
             return copy_message(stored)
 
-    def _delete(self, name: str, kind: type) -> operations_pb2.Operation:
+    def _delete(self, name: str, kind: type[proto.Message]) -> operations_pb2.Operation:
         with self._lock:
             self._get(name, kind)
             for child in [n for n in self._resources if n == name or n.startswith(f"{name}/")]:
