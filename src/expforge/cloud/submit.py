@@ -151,11 +151,20 @@ def _without_sdk_bucket_check(skip: bool) -> Iterator[None]:
     if not skip:
         yield
         return
+    from google.auth.credentials import Credentials
     from google.cloud.aiplatform.utils import gcs_utils
 
     original = gcs_utils.create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist
 
-    def as_given(output_artifacts_gcs_dir: str | None = None, **_: Any) -> str | None:
+    def as_given(
+        output_artifacts_gcs_dir: str | None = None,
+        service_account: str | None = None,
+        project: str | None = None,
+        location: str | None = None,
+        credentials: Credentials | None = None,
+    ) -> str | None:
+        """The SDK function's signature; only the directory matters here."""
+        del service_account, project, location, credentials
         return output_artifacts_gcs_dir
 
     gcs_utils.create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist = as_given
