@@ -34,6 +34,7 @@ from expforge.local_runner.resources import (
     thread_env,
 )
 from expforge.local_runner.spec import ComponentSpec, ContainerSpec, TaskSpec
+from expforge.spec.task_env_injection import container_environment
 
 LOG_NAME = "log.txt"
 EXECUTOR_OUTPUT = "executor_output.json"
@@ -365,12 +366,10 @@ class ContainerTask:
             image=self.container.image,
             command=command,
             args=args,
-            env={
-                **self.ctx.task_env,
-                "EXPFORGE_TASK_KEY": self.key,
-                **thread_env(resources),
-                **{env.name: env.value for env in self.container.env},
-            },
+            env=container_environment(
+                {**self.ctx.task_env, "EXPFORGE_TASK_KEY": self.key, **thread_env(resources)},
+                {env.name: env.value for env in self.container.env},
+            ),
             task_dir=self.task_dir,
             run_dir=self.ctx.run_dir,
             log_path=self.log_path,

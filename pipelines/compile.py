@@ -15,6 +15,7 @@ from typing import Any
 from expforge.atomic import staged_file
 from expforge.errors import ExpforgeError
 from expforge.pipelines import PIPELINES
+from expforge.spec.task_env_injection import inject_task_environment
 from expforge.task_env import TaskEnvironment, warn_unknown_variables
 
 NON_STEP_IMAGE_KEYS = frozenset({"base", "torch-base"})
@@ -70,22 +71,6 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def add_task_environment(compiled: Path, env: Mapping[str, str]) -> None:
-    """Give every container of a compiled spec the variables ``env`` (e.g. ``EXPFORGE_TRACKING=gcp`` and the
-    project for Vertex runs): the tasks' own configuration, fixed at compile time as Vertex requires."""
-    import yaml
-
-    documents = list(yaml.safe_load_all(compiled.read_text(encoding="utf-8")))
-    executors = documents[0].get("deploymentSpec", {}).get("executors", {})
-    for executor in executors.values():
-        container = executor.get("container")
-        if container is None:
-            continue
-        existing = [e for e in container.get("env", []) if e.get("name") not in env]
-        container["env"] = existing + [{"name": k, "value": v} for k, v in sorted(env.items())]
-    compiled.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
-
-
 def build_pipeline(name: str, preset: str | None = None) -> Any:
     """Call the factory of ``name`` (with ``preset`` when the pipeline has presets); call inside pinned_images."""
     from expforge.pipelines.presets import PRESETS, get_preset
@@ -117,7 +102,7 @@ def compile_pipeline(
         pipeline = build_pipeline(name, preset)
         compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(staging))
         if env:
-            add_task_environment(staging, env)
+            inject_task_environment(staging, env)
     return output
 
 

@@ -1,6 +1,6 @@
 """``expforge run`` on the command line: exit codes, the run directory printed last, one-line errors (exit 2).
 
-The command is mounted in a small Typer app here, exactly as ``src/expforge/cli.py`` registers it
+The command is mounted in a small Typer app here, exactly as ``expforge.cli.pipelines`` registers it
 (``app.command("run")(run)``), so the tests do not depend on that wiring.
 """
 

@@ -7,6 +7,9 @@ pipeline YAML, so neither borrows the other's internals.
 * :mod:`.parameters` — a pipeline's declared inputs and the images it names, read leniently from any compiled
   spec (also one compiled by a newer kfp), for ``submit``.
 
-It sits above ``pipelines``/``components`` and the step library and below ``local_runner``, ``cloud`` and
-``ui``; it imports none of them.
+* :mod:`.task_env_injection` — lay a task environment over every container's ``env`` (``compile --env``,
+  ``submit``) and over the runner's own environment of a task (the spec wins), by one rule.
+
+It sits above ``components`` and the step library and below the compiler (``pipelines``), ``local_runner``,
+``cloud`` and ``ui``; it imports none of them.
 """
