@@ -233,3 +233,29 @@ def test_make_pipeline_submit(vertex: VertexStandin) -> None:
     )
     assert missing.returncode != 0
     assert "expforge: error: --bucket: required" in missing.stderr
+
+
+def test_dry_run_with_a_task_environment_sets_it_on_every_task_and_leaves_the_file(compiled: Path) -> None:
+    from expforge.errors import ExpforgeError
+    from expforge.task_env import TaskEnvironment
+
+    before = compiled.read_bytes()
+    task_env = TaskEnvironment(tracking="gcp", gcp_project=PROJECT)
+    result = submit_pipeline(compiled, project=PROJECT, region=REGION, bucket="b-1", dry_run=True, task_env=task_env)
+    executors = result.request["pipelineJob"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    containers = [executor["container"] for executor in executors.values() if "container" in executor]
+    assert containers and all(
+        {"name": "EXPFORGE_TRACKING", "value": "gcp"} in c["env"]
+        and {"name": "EXPFORGE_GCP_PROJECT", "value": PROJECT} in c["env"]
+        for c in containers
+    )
+    assert compiled.read_bytes() == before and result.template is None
+    with pytest.raises(ExpforgeError, match="EXPFORGE_TRACKING: unknown tracking backend 'sqlite'"):
+        submit_pipeline(
+            compiled,
+            project=PROJECT,
+            region=REGION,
+            bucket="b-1",
+            dry_run=True,
+            task_env={"EXPFORGE_TRACKING": "sqlite"},
+        )

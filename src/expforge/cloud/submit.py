@@ -24,6 +24,8 @@ from typing import Any
 from expforge.cloud.labels import check_labels
 from expforge.errors import ExpforgeError
 from expforge.gcloud_clients import anonymous_credentials, init_aiplatform, is_local_endpoint
+from expforge.spec.task_env_injection import Variables, as_variables, inject_task_environment
+from expforge.task_env import TaskEnvironment, warn_unknown_variables
 
 DEFAULT_IMAGES_JSON = Path("build/images.json")
 CONSOLE_URL = "https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job_id}?project={project}"
@@ -116,6 +118,18 @@ def _template(pipeline: str | Path, images: Path | None, workdir: Path) -> tuple
     return compile_pipeline(name, workdir / f"{name}.yaml", image_map), name
 
 
+def _with_task_environment(template: Path, task_env: Variables, workdir: Path) -> Path:
+    """A copy of ``template`` in ``workdir`` with ``task_env`` on every container (a given file is never
+    rewritten); a malformed ``EXPFORGE_*`` value is one line naming it, an unknown name one warning."""
+    variables = as_variables(task_env)
+    TaskEnvironment.from_env(variables)
+    warn_unknown_variables(variables, where="the submitted task environment")
+    copy = workdir / f"{template.stem}-task-env{template.suffix}"
+    copy.write_bytes(template.read_bytes())
+    inject_task_environment(copy, variables)
+    return copy
+
+
 def _parameter_values(template: Path, given: Mapping[str, Any]) -> dict[str, Any]:
     """Given parameters typed by the pipeline's declared inputs (strings from the command line are parsed)."""
     from expforge.spec.parameters import typed_parameter_values
@@ -192,6 +206,7 @@ def submit_pipeline(
     api_endpoint: str | None = None,
     credentials: Any | None = None,
     template_out: Path | None = None,
+    task_env: Variables | None = None,
 ) -> SubmitResult:
     """Compile (when given a name) and submit a pipeline to Vertex AI Pipelines; see the module docstring.
 
@@ -199,6 +214,8 @@ def submit_pipeline(
     compiled per-task settings. ``api_endpoint``: another Vertex endpoint (a local stand-in is reached with
     anonymous credentials). ``credentials``: default: application default credentials (anonymous for a dry run
     or a local endpoint). ``template_out``: keep the compiled YAML there (default: a temporary file).
+    ``task_env``: variables set on every task (e.g. ``TaskEnvironment(tracking="gcp", gcp_project=...)``), laid
+    over the template's containers as ``expforge compile --env`` does.
     """
     project, region, bucket_name = check_target(project, region, bucket)
     labels = check_labels(labels or {})
@@ -212,6 +229,8 @@ def submit_pipeline(
 
     with tempfile.TemporaryDirectory(prefix="expforge-submit-") as tmp:
         template, name = _template(pipeline, images, Path(tmp))
+        if task_env:
+            template = _with_task_environment(template, task_env, Path(tmp))
         values = _parameter_values(template, parameters or {})
 
         from google.cloud import aiplatform, aiplatform_v1

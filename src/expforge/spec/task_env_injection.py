@@ -40,7 +40,10 @@ def layer_environment(below: Iterable[Mapping[str, Any]], above: Variables) -> l
 
 
 def inject_into_spec(document: dict[str, Any], env: Variables) -> None:
-    """Lay ``env`` over the ``env`` list of every container executor of a pipeline spec document (in place)."""
+    """Lay ``env`` over the ``env`` list of every container executor of a pipeline spec document (in place;
+    no variables: left as it is)."""
+    if not as_variables(env):
+        return
     executors = document.get("deploymentSpec", {}).get("executors", {})
     for executor in executors.values():
         container = executor.get("container")
