@@ -153,6 +153,10 @@ def build_sources(glyphs: Sequence[np.ndarray], levels: range) -> tuple[np.ndarr
 
 # --- the batch pipeline ----------------------------------------------------------------------------------------
 
+_GRID = np.arange(CANVAS, dtype=np.float64) + 0.5 - CANVAS / 2.0
+#: Homogeneous output offsets of the canvas pixels from its centre, rows (x, y, 1), in row-major pixel order.
+_OFFSETS = np.stack([np.tile(_GRID, CANVAS), np.repeat(_GRID, CANVAS), np.ones(CANVAS * CANVAS)]).astype(np.float32)
+
 
 def _warp(
     sources: np.ndarray,
@@ -173,7 +177,7 @@ def _warp(
     n = digits.size
     frame = sources.shape[-1]
     offset = params.stroke * PIXELS_PER_UNIT - levels.start
-    lower = np.clip(np.floor(offset).astype(np.int64), 0, len(levels) - 2)
+    lower = np.minimum(np.maximum(np.floor(offset).astype(np.int64), 0), len(levels) - 2)
     frac = offset - lower
     src = sources[digits, lower + 1]
     base = sources[digits, lower]
@@ -187,48 +191,43 @@ def _warp(
     reach_y = forward[:, 1, 0] * half[:, 0] + forward[:, 1, 1] * half[:, 1]
     inverse = params.inverse * (2.0 * np.maximum(reach_x, reach_y) / WORK_BOX)[:, None, None]
 
-    # Source pixel-index coordinate = glyph centre − 0.5 + inverse · (output offset + elastic displacement).
-    grid = np.arange(CANVAS, dtype=np.float64) + 0.5 - CANVAS / 2.0
-    amplitude = params.elastic_amplitude * PIXELS_PER_UNIT
-    field = bank[params.elastic_index]
-    coords = []
-    for axis in (0, 1):
-        row = inverse[:, axis, 0, None] * grid[None, :] + (centres[digits, axis] - 0.5)[:, None]
-        col = inverse[:, axis, 1, None] * grid[None, :]
-        plane = field[:, 0] * (amplitude * inverse[:, axis, 0]).astype(np.float32)[:, None, None]
-        plane += field[:, 1] * (amplitude * inverse[:, axis, 1]).astype(np.float32)[:, None, None]
-        plane += row.astype(np.float32)[:, None, :]
-        plane += col.astype(np.float32)[:, :, None]
-        # The frame's border is zero, so clamping out-of-range coordinates onto it samples black.
-        np.clip(plane, 0.0, frame - 1.001, out=plane)
-        coords.append(plane)
-    xs, ys = coords
-    x0 = xs.astype(np.int32)
-    y0 = ys.astype(np.int32)
-    xs -= x0
-    ys -= y0
-    index = y0
+    # Source pixel-index coordinate = inverse · (output offset + elastic displacement) + glyph centre − 0.5, for
+    # both axes of the whole sub-batch in two batched matrix products (one homogeneous, one with the field).
+    affine = np.empty((n, 2, 3), dtype=np.float32)
+    affine[:, :, :2] = inverse
+    affine[:, :, 2] = centres[digits] - 0.5
+    displace = (inverse * (params.elastic_amplitude * PIXELS_PER_UNIT)[:, None, None]).astype(np.float32)
+    coords = np.matmul(affine, _OFFSETS)
+    coords += np.matmul(displace, bank[params.elastic_index].reshape(n, 2, CANVAS * CANVAS))
+    # The frame's border is zero, so clamping out-of-range coordinates onto it samples black.
+    np.clip(coords, 0.0, frame - 1.001, out=coords)
+    whole = np.floor(coords)
+    coords -= whole
+    whole = whole.astype(np.int32)
+    index = whole[:, 1]
     index *= frame
-    index += x0
-    index += (np.arange(n, dtype=np.int32) * (frame * frame))[:, None, None]
+    index += whole[:, 0]
+    index += (np.arange(n, dtype=np.int32) * (frame * frame))[:, None]
+    # One gather of each sample point's 2×2 neighbourhood (16 bytes) instead of four scalar gathers.
     flat = src.reshape(-1)
-    v00 = flat.take(index)
-    index += 1
-    v01 = flat.take(index)
-    index += frame - 1
-    v10 = flat.take(index)
-    index += 1
-    v11 = flat.take(index)
-    v01 -= v00
-    v01 *= xs
-    v00 += v01
-    v11 -= v10
-    v11 *= xs
-    v10 += v11
-    v10 -= v00
-    v10 *= ys
-    v00 += v10
-    return v00
+    size = flat.size
+    quad = np.zeros((size, 4), dtype=np.float32)
+    quad[:, 0] = flat
+    quad[:-1, 1] = flat[1:]
+    quad[:-frame, 2] = flat[frame:]
+    quad[: -frame - 1, 3] = flat[frame + 1 :]
+    corners = quad.take(index, axis=0)
+    xs, ys = coords[:, 0], coords[:, 1]
+    top = corners[..., 1] - corners[..., 0]
+    top *= xs
+    top += corners[..., 0]
+    bottom = corners[..., 3] - corners[..., 2]
+    bottom *= xs
+    bottom += corners[..., 2]
+    bottom -= top
+    bottom *= ys
+    bottom += top
+    return bottom.reshape(n, CANVAS, CANVAS)
 
 
 def _box_weights(start: np.ndarray, length: np.ndarray, size: np.ndarray, pixels: int) -> np.ndarray:
@@ -237,14 +236,13 @@ def _box_weights(start: np.ndarray, length: np.ndarray, size: np.ndarray, pixels
     Output pixel i averages the source interval [start + i·length/size, start + (i+1)·length/size): an exact box
     (area) filter, which is what anti-aliased size normalisation means. Rows at or beyond ``size`` are zero.
     """
-    step = (length / size)[:, None]
-    i = np.arange(BOX, dtype=np.float64)[None, :]
-    low = start[:, None] + i * step
-    high = low + step
-    p = np.arange(pixels, dtype=np.float64)[None, None, :]
-    overlap = np.minimum(high[:, :, None], p + 1.0) - np.maximum(low[:, :, None], p)
-    weights = np.clip(overlap, 0.0, None) / step[:, :, None]
-    weights *= (i < size[:, None])[:, :, None]
+    step = length / size
+    edges = start[:, None] + np.arange(BOX + 1, dtype=np.float64) * step[:, None]
+    cover = edges[:, :, None] - np.arange(pixels, dtype=np.float64)
+    np.clip(cover, 0.0, 1.0, out=cover)
+    weights = cover[:, 1:] - cover[:, :-1]
+    weights /= step[:, None, None]
+    weights[np.arange(BOX)[None, :] >= size[:, None]] = 0.0
     return weights.astype(np.float32)
 
 
@@ -252,8 +250,8 @@ def _normalise(warped: np.ndarray, noise_std: np.ndarray, rng: np.random.Generat
     """MNIST normalisation of a batch: fit into 20×20 (box filter), peak to 255, noise, centre of mass to (14, 14)."""
     n, _, pixels = warped.shape
     ink = warped > INK_THRESHOLD
-    rows = ink.any(axis=2)
-    cols = ink.any(axis=1)
+    rows = np.asarray(ink.any(axis=2))
+    cols = np.asarray(ink.any(axis=1))
     top = rows.argmax(axis=1)
     bottom = pixels - rows[:, ::-1].argmax(axis=1)
     left = cols.argmax(axis=1)
@@ -269,9 +267,14 @@ def _normalise(warped: np.ndarray, noise_std: np.ndarray, rng: np.random.Generat
 
     peak = small.max(axis=(1, 2))
     small *= (255.0 / np.maximum(peak, 1e-6)).astype(np.float32)[:, None, None]
-    noise = rng.standard_normal(small.shape, dtype=np.float32) * noise_std.astype(np.float32)[:, None, None]
-    small = np.where(small >= 0.5, small + noise, 0.0)
-    grey = np.floor(np.clip(small, 0.0, 255.0) + 0.5)
+    # Noise on the ink only, then round to grey levels (in place: one buffer for the whole sequence).
+    grey = rng.standard_normal(small.shape, dtype=np.float32)
+    grey *= noise_std.astype(np.float32)[:, None, None]
+    grey += small
+    grey[small < 0.5] = 0.0
+    np.clip(grey, 0.0, 255.0, out=grey)
+    grey += 0.5
+    np.floor(grey, out=grey)
 
     mass = np.maximum(grey.sum(axis=(1, 2)), 1.0)
     index = np.arange(BOX, dtype=np.float64)
@@ -279,13 +282,11 @@ def _normalise(warped: np.ndarray, noise_std: np.ndarray, rng: np.random.Generat
     com_x = grey.sum(axis=1) @ index / mass
     off_y = np.clip(np.floor(CENTRE - com_y + 0.5), 0, IMAGE_SIZE - out_h).astype(np.int64)
     off_x = np.clip(np.floor(CENTRE - com_x + 0.5), 0, IMAGE_SIZE - out_w).astype(np.int64)
+    # One slice assignment per sample costs less than a three-array fancy index over the batch.
     placed = np.zeros((n, IMAGE_SIZE + BOX, IMAGE_SIZE + BOX), dtype=np.uint8)
-    span = np.arange(BOX)
-    placed[
-        np.arange(n)[:, None, None],
-        (off_y[:, None] + span)[:, :, None],
-        (off_x[:, None] + span)[:, None, :],
-    ] = grey.astype(np.uint8)
+    grey8 = grey.astype(np.uint8)
+    for k, (y, x) in enumerate(zip(off_y.tolist(), off_x.tolist(), strict=True)):
+        placed[k, y : y + BOX, x : x + BOX] = grey8[k]
     return np.ascontiguousarray(placed[:, :IMAGE_SIZE, :IMAGE_SIZE])
 
 
