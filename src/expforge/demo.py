@@ -85,7 +85,7 @@ def describe_results(result: RunResult, root: Path | None = None) -> list[str]:
     if isinstance(config, str):
         with contextlib.suppress(ValueError):
             config = json.loads(config)
-    if config:
+    if isinstance(config, dict) and config:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items()))
         lines.append(f"winning config: {shown}")
     if outputs.get("val_accuracy") is not None:

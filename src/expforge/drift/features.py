@@ -81,7 +81,8 @@ def image_features(images: np.ndarray) -> dict[str, np.ndarray]:
     ink_sum = np.where(ink, pixels, 0.0).sum(axis=(1, 2))
     columns["ink_intensity"] = np.divide(ink_sum, area * 255.0, out=np.zeros(n), where=area > 0)
 
-    rows_any, cols_any = ink.any(axis=2), ink.any(axis=1)
+    # an axis reduction of a 3-D array is an array; asarray says so to numpy's stubs (and copies nothing)
+    rows_any, cols_any = np.asarray(ink.any(axis=2)), np.asarray(ink.any(axis=1))
     columns["bbox_height"] = _extent(rows_any)
     columns["bbox_width"] = _extent(cols_any)
 
