@@ -3,7 +3,7 @@ evaluation bundle (per-digit ROC/PR curves with AUCs, predictions.json, the most
 reliability diagram) under ``<evaluation>/bundle``. Vertex gets a ``ClassificationMetrics`` with the confusion
 matrix and the micro-average ROC curve."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
@@ -50,15 +50,23 @@ def evaluate(
     rules = parse_rules(alerts, COMPONENT_METRICS, flag="alerts")
     result = evaluate_model(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation))
     bundle = write_bundle(model.path, artifact_dir(dataset), split=split, output=artifact_dir(evaluation) / "bundle")
-    extra = {k: bundle[k] for k in ("macro_roc_auc", "micro_roc_auc", "expected_calibration_error") if k in bundle}
-    scalars = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "n": result["n"], **extra}
+    extra: dict[str, Any] = {
+        k: bundle[k] for k in ("macro_roc_auc", "micro_roc_auc", "expected_calibration_error") if k in bundle
+    }
+    accuracy, macro_f1 = result["accuracy"], result["macro_f1"]
+    labels, matrix = result["labels"], result["confusion_matrix"]
+    # evaluate_model returns dict[str, object]: say which shapes this step relies on
+    assert isinstance(accuracy, float) and isinstance(macro_f1, float), "evaluate_model: accuracy/macro_f1 floats"
+    assert isinstance(labels, list) and isinstance(matrix, list), "evaluate_model: labels/confusion_matrix lists"
+    # Any, not float: write_bundle's AUCs are None when undefined (log_scalars skips what is not a number)
+    scalars: dict[str, Any] = {"accuracy": accuracy, "macro_f1": macro_f1, "n": result["n"], **extra}
     log_scalars(metrics, scalars)
-    log_confusion_matrix(confusion_matrix, result["labels"], result["confusion_matrix"])
+    log_confusion_matrix(confusion_matrix, labels, matrix)
     if bundle.get("micro"):
         roc = bundle["micro"]
         confusion_matrix.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
     write_text_artifact(report, render_html_report(result, artifact_dir(evaluation)))
-    describe(evaluation, {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "split": split})
+    describe(evaluation, {"accuracy": accuracy, "macro_f1": macro_f1, "split": split})
     for alert in raise_alerts(rules, scalars, step="evaluate"):
         print(f"ALERT {alert.rule}: {alert.metric}={alert.value:.4f}", flush=True)  # task log
-    return EvaluateOutputs(float(result["accuracy"]), float(result["macro_f1"]))
+    return EvaluateOutputs(float(accuracy), float(macro_f1))

@@ -77,7 +77,8 @@ def run_importer(
     uri = ""
     if spec.artifact_uri.HasField("runtime_parameter"):
         name = spec.artifact_uri.runtime_parameter
-        uri = parameters.get(name) if isinstance(parameters.get(name), str) else ""
+        value = parameters.get(name)
+        uri = value if isinstance(value, str) else ""
         if not uri:
             error = f"importer URI input {name!r} has no string value"
     else:
