@@ -10,6 +10,10 @@ Why this script exists (see DESIGN.md, "Containers"):
   unpacked project wheel and ``kfp_config.ini``). The shared layers (``base``, ``torch-base``) hold no project
   code. So a source edit rebuilds only the code layers (seconds), and a changed extra rebuilds only the images
   whose dependency set it changes.
+* **A code edit's rebuild does only what it must.** The project wheel is built with setuptools' PEP 517 hook
+  in one process, unpacked once and hard-linked into every step's context; each code layer is one ``COPY`` and
+  one ``LABEL`` step, several at a time; the load check of a step runs again only when its inputs changed
+  (``imagebuild/loadcheck.py``); old tags go with one listing and one removal.
 * **Small build contexts.** Each image is built from a staged temporary context holding just its recipe
   folder, ``expforge-stage`` and the wheels that image adds over its parent (hard links), never the repository.
 * **Content-hash tags.** An image's tag is a hash of its recipe, the wheels it installs, its build arguments
@@ -32,9 +36,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +70,7 @@ from imagebuild.common import (  # noqa: E402
     write_atomic,
 )
 from imagebuild.dockercli import (  # noqa: E402
+    LOAD_CHECK,
     check_step_loads,
     choose_base_image,
     docker_build,
@@ -76,6 +83,7 @@ from imagebuild.dockercli import (  # noqa: E402
     tag,
 )
 from imagebuild.fonts import font_packages, fonts_tar  # noqa: E402
+from imagebuild.loadcheck import LoadCheckRecord  # noqa: E402
 from imagebuild.plan import (  # noqa: E402
     CodePlan,
     Plan,
@@ -83,6 +91,7 @@ from imagebuild.plan import (  # noqa: E402
     plan_image,
     recipe_files,
     stage_code_tree,
+    stage_package_tree,
     staged_code_context,
     staged_context,
 )
@@ -114,6 +123,7 @@ __all__ = [
     "UPSTREAM_BASE",
     "BuildError",
     "CodePlan",
+    "LoadCheckRecord",
     "Plan",
     "Recipe",
     "_instructions",
@@ -136,6 +146,7 @@ __all__ = [
     "sha256_file",
     "sha256_json",
     "stage_code_tree",
+    "stage_package_tree",
     "staged_code_context",
     "staged_context",
     "wheel_manifest",
@@ -157,23 +168,35 @@ def build_dependency_image(plan: Plan, env: dict[str, str]) -> None:
     log(f"built {plan.ref} in {time.monotonic() - started:.1f}s")
 
 
-def build_code_image(plan: CodePlan, env: dict[str, str]) -> None:
-    """Build a step image's code layer on its dependency image, then check the component loads in it."""
+def build_code_image(
+    plan: CodePlan,
+    env: dict[str, str],
+    package_tree: Path | None = None,
+    checks: LoadCheckRecord | None = None,
+    deps_id: str | None = None,
+) -> None:
+    """Build a step image's code layer on its dependency image, then check the component loads in it.
+
+    ``package_tree``: the project wheel already unpacked (linked into the context, not unpacked again).
+    ``checks`` and ``deps_id``: the record of passed load checks; a check whose inputs are unchanged is not
+    run again (imagebuild/loadcheck.py says why that gives the same answer).
+    """
     started = time.monotonic()
-    with staged_code_context(plan) as context:
-        docker_build(
-            context,
-            plan.ref,
-            name=f"{plan.recipe.name} (code layer)",
-            build_args={"DEPS_IMAGE": plan.deps_ref},
-            labels=plan.labels,
-            env=env,
-        )
-    check_step_loads(plan.ref, plan.recipe.step or plan.recipe.name)
-    log(f"built {plan.ref} (code layer) in {time.monotonic() - started:.1f}s")
+    step = plan.recipe.step or plan.recipe.name
+    with staged_code_context(plan, package_tree) as context:
+        name = f"{plan.recipe.name} (code layer)"
+        docker_build(context, plan.ref, name=name, build_args={"DEPS_IMAGE": plan.deps_ref}, labels={}, env=env)
+        if checks is not None and deps_id is not None and checks.already_passed(deps_id, step, context / "code"):
+            checked = "load check passed before with the same inputs"
+        else:
+            folders = check_step_loads(plan.ref, step)
+            if checks is not None and deps_id is not None:
+                checks.passed(deps_id, step, context / "code", folders)
+            checked = "load check run"
+    log(f"built {plan.ref} (code layer) in {time.monotonic() - started:.1f}s; {checked}")
 
 
-def _run_parallel(jobs: int, work: list[Callable[[], None]]) -> None:
+def _run_parallel(jobs: int, work: Sequence[Callable[[], None]]) -> None:
     """Run the callables ``jobs`` at a time; re-raise the first error after all finished."""
     if not work:
         return
@@ -217,7 +240,7 @@ def build_images(
             plans.append(plan_image(recipes, recipe, parent_ref, parent_id, manifest, fonts_from))
         present = image_ids([plan.ref for plan in plans])
         missing = [plan for plan in plans if present[plan.ref] is None]
-        _run_parallel(jobs, [lambda p=plan: build_dependency_image(p, env) for plan in missing])
+        _run_parallel(jobs, [functools.partial(build_dependency_image, plan, env) for plan in missing])
         built += len(missing)
         built_deps += len(missing)
         found = image_ids([plan.ref for plan in plans])
@@ -235,18 +258,35 @@ def build_images(
     ]
     present = image_ids([plan.ref for plan in code_plans])
     missing_code = [plan for plan in code_plans if present[plan.ref] is None]
-    # Code layers are one COPY and a short load check each: mostly waiting on the daemon, so more at a time.
-    _run_parallel(max(jobs, CODE_JOBS), [lambda p=plan: build_code_image(p, env) for plan in missing_code])
+    if missing_code:
+        checks = LoadCheckRecord(LOAD_CHECK)
+        with tempfile.TemporaryDirectory(prefix="code-package-", dir=BUILD) as package_tree:
+            # The project wheel is unpacked once; every step's context links these files (only kfp_config.ini
+            # differs from step to step).
+            stage_package_tree(missing_code[0].project_wheel, Path(package_tree) / "code")
+            tree = Path(package_tree) / "code"
+            work = [
+                functools.partial(build_code_image, plan, env, tree, checks, ids[plan.recipe.name])
+                for plan in missing_code
+            ]
+            try:
+                # One COPY and (sometimes) a load check each: mostly waiting on the daemon, so more at a time.
+                _run_parallel(max(jobs, CODE_JOBS), work)
+            finally:
+                current_pairs = {(ids[p.recipe.name], p.recipe.step or p.recipe.name) for p in code_plans}
+                checks.save(None if only else current_pairs)
     built += len(missing_code)
     final.update({plan.recipe.name: plan.ref for plan in code_plans})
 
     latest = image_ids([f"{PREFIX}/{name}:latest" for name in final])
     current = image_ids(list(final.values()))
+    retag: list[Callable[[], None]] = []
     for name, ref in final.items():
         if current[ref] is None:
             raise BuildError(f"{ref} was built but is not present")
         if latest[f"{PREFIX}/{name}:latest"] != current[ref]:
-            tag(ref, f"{PREFIX}/{name}:latest")
+            retag.append(functools.partial(tag, ref, f"{PREFIX}/{name}:latest"))
+    _run_parallel(CODE_JOBS, retag)  # one `docker tag` per image after an edit: a CLI start each
 
     images: dict[str, str] = {}
     if only and IMAGES_JSON.is_file():

@@ -3,7 +3,9 @@
 Real Docker: the test builds the ``sample-configs`` code layer twice with the build's own functions
 (``plan_code``, ``build_code_image``) on the real dependency image — once from the project wheel as it is,
 once from a wheel of an edited copy of the sources — under a test-only repository name, so the images
-``make images`` made are never retagged. Then it compares the two images' layers and history.
+``make images`` made are never retagged. Then it compares the two images' layers, history and labels, and
+checks the record of passed load checks: the edited image's check is kept only when the component's import
+does not read the edited module's folder.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def _edited_wheel(tmp_path: Path) -> Path:
 
 
 @pytest.mark.docker
-def test_a_source_edit_changes_only_the_last_layer_and_the_tag(tmp_path: Path) -> None:
+def test_a_source_edit_changes_only_the_last_layer_and_the_tag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     try:
         step_ref = json.loads((REPO / "build" / "images.json").read_text())[STEP]
     except (OSError, ValueError, KeyError):
@@ -115,9 +119,13 @@ def test_a_source_edit_changes_only_the_last_layer_and_the_tag(tmp_path: Path) -
         plans.append(dataclasses.replace(plan, recipe=renamed))
     before, after = plans
     env = build_images.docker_env()
+    record_path = tmp_path / "load-checks.json"
     try:
-        for plan in plans:
-            build_images.build_code_image(plan, env)
+        for plan in plans:  # one `make images` each: the record is read at the start and saved at the end
+            record = build_images.LoadCheckRecord(build_images.LOAD_CHECK, record_path)
+            build_images.build_code_image(plan, env, checks=record, deps_id=deps_id)
+            record.save()
+        logged = capsys.readouterr().err
         assert before.ref != after.ref, "a different project wheel must give a different tag"
         base_layers = build_images.layer_ids(deps_ref)
         layers_before, layers_after = build_images.layer_ids(before.ref), build_images.layer_ids(after.ref)
@@ -141,6 +149,14 @@ def test_a_source_edit_changes_only_the_last_layer_and_the_tag(tmp_path: Path) -
         assert shown.strip() == "# edited by test_image_layers"
         labels = json.loads(_docker("image", "inspect", "-f", "{{json .Config.Labels}}", after.ref))
         assert labels["org.expforge.hash"] == after.content_hash and labels["org.expforge.step"] == STEP
+        assert {k: labels.get(k) for k in after.labels} == after.labels  # every label exact, through one LABEL
+
+        # The load check ran on the first image and recorded what the component's import read; the edited
+        # image's check is kept exactly when the edited module's folder is not among those.
+        (entry,) = json.loads(record_path.read_text()).values()
+        assert {"expforge", "expforge/components"} <= set(entry["folders"])
+        assert logged.count("load check run") + logged.count("load check passed before") == 2
+        assert ("load check passed before" in logged) == ("expforge/tune" not in entry["folders"]), logged
     finally:
         for plan in plans:
             subprocess.run(["docker", "image", "rm", plan.ref], capture_output=True, check=False)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from imagebuild.common import DEBOOTSTRAP_BASE, DEBOOTSTRAP_SCRIPT, UPSTREAM_BASE, BuildError, log, run
+from imagebuild.common import (
+    DEBOOTSTRAP_BASE,
+    DEBOOTSTRAP_SCRIPT,
+    SITE_PACKAGES,
+    UPSTREAM_BASE,
+    BuildError,
+    log,
+    run,
+)
 
 
 def docker_env() -> dict[str, str]:
@@ -85,8 +94,11 @@ def docker_build(
         raise BuildError(f"{headline}\n{detail}")
 
 
-# Loads the step's component the way `python3 -m kfp.dsl.executor_main` will (through /app/kfp_config.ini).
-_LOAD_CHECK = """
+# Loads the step's component the way `python3 -m kfp.dsl.executor_main` will (through /app/kfp_config.ini), then
+# prints the expforge package folders the import read from (imagebuild.loadcheck records them).
+LOAD_CHECK = """
+import json
+import os
 import sys
 
 from kfp.dsl import kfp_config, utils
@@ -97,13 +109,26 @@ path = kfp_config.KFPConfig().get_components()[function]
 module = utils.load_module(module_name=path.stem, module_directory=str(path.parent))
 if not isinstance(getattr(module, function, None), PythonComponent):
     sys.exit(f"{path} defines no KFP component named {function}")
+site = sys.argv[2]
+folders = set()
+for loaded in list(sys.modules.values()):
+    places = list(getattr(loaded, "__path__", None) or [])
+    if getattr(loaded, "__file__", None):
+        places.append(os.path.dirname(loaded.__file__))
+    for place in places:
+        if place == site + "/expforge" or place.startswith(site + "/expforge/"):
+            folders.add(os.path.relpath(place, site))
+print("expforge-load-check:", json.dumps(sorted(folders)))
 """
 
 
-def check_step_loads(ref: str, step: str) -> None:
-    """Run the load check in the built image (offline); on failure untag the image and raise with the reason."""
+def check_step_loads(ref: str, step: str) -> list[str]:
+    """Run the load check in the built image (offline); on failure untag the image and raise with the reason.
+
+    Returns the expforge package folders (relative to site-packages) the component's import loaded from.
+    """
     proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", ref, "python3", "-c", _LOAD_CHECK, step],
+        ["docker", "run", "--rm", "--network", "none", ref, "python3", "-c", LOAD_CHECK, step, SITE_PACKAGES],
         capture_output=True,
         text=True,
         check=False,
@@ -116,6 +141,10 @@ def check_step_loads(ref: str, step: str) -> None:
             f"step '{step}': its component does not load in {ref} like KFP's executor loads it: {reason}\n"
             + "\n".join(lines[-20:])
         )
+    report = [line for line in proc.stdout.splitlines() if line.startswith("expforge-load-check: ")]
+    if not report:
+        raise BuildError(f"step '{step}': the load check in {ref} printed no report:\n{proc.stdout[-2000:]}")
+    return [str(folder) for folder in json.loads(report[-1].split(": ", 1)[1])]
 
 
 def tag(ref: str, alias: str) -> None:
@@ -139,21 +168,32 @@ def remove_old_images(current: dict[str, str], keep_old: int, *, prune_stages: b
     Only ``expforge/<recipe>:[deps-]<12 hex>`` tags and dangling images derived from ours (label filter) are
     touched. ``current`` holds every reference in use (step and dependency images). ``prune_stages``: only
     dependency builds leave dangling stages (a code layer is a single stage), and a prune scans every image.
+    One listing and one removal for all repositories: a call per repository cost seconds of a code-edit build.
     """
-    removed = 0
     in_use = set(current.values())
-    for repository in sorted({ref.rsplit(":", 1)[0] for ref in in_use}):
-        listing = run(["docker", "image", "ls", repository, "--format", "{{.CreatedAt}}\t{{.Tag}}"])
-        rows = sorted((line.split("\t") for line in listing.splitlines() if "\t" in line), reverse=True)
+    repositories = {ref.rsplit(":", 1)[0] for ref in in_use}
+    patterns = sorted({f"{repository.split('/', 1)[0]}/*" for repository in repositories if "/" in repository})
+    filters = [arg for pattern in patterns for arg in ("--filter", f"reference={pattern}")]
+    listing = run(["docker", "image", "ls", *filters, "--format", "{{.Repository}}\t{{.CreatedAt}}\t{{.Tag}}"])
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for line in listing.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0] in repositories:
+            rows.setdefault(parts[0], []).append((parts[1], parts[2]))
+    stale: list[str] = []
+    for repository, entries in sorted(rows.items()):
+        entries.sort(reverse=True)
         for deps in (False, True):
             old = [
                 tag
-                for _, tag in rows
+                for _, tag in entries
                 if _OUR_TAG.fullmatch(tag) and tag.startswith("deps-") == deps and f"{repository}:{tag}" not in in_use
             ]
-            for stale in old[keep_old:]:
-                proc = subprocess.run(["docker", "image", "rm", f"{repository}:{stale}"], capture_output=True)
-                removed += proc.returncode == 0
+            stale += [f"{repository}:{tag}" for tag in old[keep_old:]]
+    removed = 0
+    if stale:
+        proc = subprocess.run(["docker", "image", "rm", *stale], capture_output=True, text=True, check=False)
+        removed = sum(1 for line in proc.stdout.splitlines() if line.startswith("Untagged: "))
     # (images made before python-base carried the org.expforge.image label have only the title label)
     labels = ("org.expforge.image", "org.opencontainers.image.title=expforge-python-base") if prune_stages else ()
     for label in labels:

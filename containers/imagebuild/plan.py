@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import tomllib
@@ -245,7 +246,7 @@ CODE_LAYER_SUFFIX = (
     "# the project's own code, the thin last layer (containers/base/code.Dockerfile)\nCOPY --chown=0:0 code/ /\n"
 )
 # Bumped when the staged layout of the code layer changes (part of the step images' hash).
-CODE_LAYOUT_VERSION = 1
+CODE_LAYOUT_VERSION = 2  # 2: the labels in one LABEL instruction
 _CONSOLE_SCRIPT = """#!/opt/venv/bin/python3
 import sys
 
@@ -261,13 +262,13 @@ def _fixed(path: Path, mode: int) -> None:
     os.utime(path, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH), follow_symlinks=False)
 
 
-def stage_code_tree(wheel: Path, step: str, root: Path) -> None:
-    """Lay out the code layer under ``root`` as ``pip install --no-deps`` would put it in the image.
+def stage_package_tree(wheel: Path, root: Path) -> None:
+    """Lay out the step-independent part of the code layer under ``root``, as ``pip install --no-deps`` would.
 
     The wheel is unpacked on the host into ``root/opt/venv/lib/python3.11/site-packages`` (a pure-Python
-    wheel: unpacking is what pip does), its console scripts go to ``root/opt/venv/bin`` and
-    ``root/app/kfp_config.ini`` maps the step's function to its module. Modes and times are fixed, so the same
-    wheel stages the same bytes. No container runs for this: the layer is one ``COPY``.
+    wheel: unpacking is what pip does) and its console scripts go to ``root/opt/venv/bin``. Modes and times
+    are fixed, so the same wheel stages the same bytes. No container runs for this: the layer is one ``COPY``.
+    ``make images`` stages this once per build and links it into every step's context.
     """
     site = root / SITE_PACKAGES.lstrip("/")
     site.mkdir(parents=True)
@@ -289,13 +290,6 @@ def stage_code_tree(wheel: Path, step: str, root: Path) -> None:
                 installer = target.with_name("INSTALLER")
                 installer.write_text("expforge-build-images\n", encoding="utf-8")
                 _fixed(installer, 0o644)
-    module_name = step.replace("-", "_")
-    module = site / "expforge" / "components" / f"{module_name}.py"
-    if not module.is_file():
-        raise BuildError(
-            f"no component module for step '{step}' "
-            f"(expected expforge/components/{module_name}.py in the project wheel)"
-        )
     bin_dir = root / "opt" / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     section = False
@@ -309,21 +303,72 @@ def stage_code_tree(wheel: Path, step: str, root: Path) -> None:
             path = bin_dir / script
             path.write_text(_CONSOLE_SCRIPT.format(module=module_path, function=function), encoding="utf-8")
             _fixed(path, 0o755)
+    _fix_directories(root)
+
+
+def _fix_directories(root: Path) -> None:
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        _fixed(directory, 0o755)
+
+
+def add_step_config(root: Path, step: str) -> None:
+    """The step-specific part of the code layer: ``root/app/kfp_config.ini``, mapping the step's function to
+    its module (the KFP executor's lookup), after checking that module is in the staged package."""
+    module_name = step.replace("-", "_")
+    module = root / SITE_PACKAGES.lstrip("/") / "expforge" / "components" / f"{module_name}.py"
+    if not module.is_file():
+        raise BuildError(
+            f"no component module for step '{step}' "
+            f"(expected expforge/components/{module_name}.py in the project wheel)"
+        )
     app = root / "app"
     app.mkdir()
     ini = app / "kfp_config.ini"
     ini.write_text(f"[Components]\n{module_name} = {SITE_PACKAGES}/expforge/components/{module_name}.py\n\n")
     _fixed(ini, 0o644)
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        _fixed(directory, 0o755)
+    _fixed(app, 0o755)
+
+
+def stage_code_tree(wheel: Path, step: str, root: Path) -> None:
+    """The whole code layer of one step under ``root``: the unpacked project wheel and its kfp_config.ini."""
+    stage_package_tree(wheel, root)
+    add_step_config(root, step)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link every file of ``source`` into a new ``target`` (same modes and times: same inodes)."""
+    shutil.copytree(source, target, copy_function=os.link)
+    _fix_directories(target)
+
+
+def code_label_line(labels: dict[str, str]) -> str:
+    """The step image's labels as one Dockerfile ``LABEL`` instruction.
+
+    Why not ``docker build --label``: the legacy builder turns each ``--label`` into a step of its own (a
+    container created and committed per label, six per image); one instruction is one step.
+    """
+    words = []
+    for key, value in sorted(labels.items()):
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", key) or any(ord(c) < 32 for c in value):
+            raise BuildError(f"label {key!r}: only [A-Za-z0-9._-] keys and printable values fit a LABEL line")
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        words.append(f'{key}="{quoted}"')
+    return "LABEL " + " ".join(words) + "\n"
 
 
 @contextlib.contextmanager
-def staged_code_context(plan: CodePlan) -> Iterator[Path]:
-    """A temporary build context for the code layer: ``Dockerfile`` (code.Dockerfile) and ``code/``."""
+def staged_code_context(plan: CodePlan, package_tree: Path | None = None) -> Iterator[Path]:
+    """A temporary build context for the code layer: ``Dockerfile`` (code.Dockerfile plus the image's
+    ``LABEL`` line) and ``code/``. ``package_tree``: a tree :func:`stage_package_tree` made from
+    ``plan.project_wheel``, linked in instead of unpacking the wheel again."""
     BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"code-{plan.recipe.name}-", dir=BUILD) as tmp:
         root = Path(tmp)
-        shutil.copy2(CODE_DOCKERFILE, root / "Dockerfile")
-        stage_code_tree(plan.project_wheel, plan.recipe.step or plan.recipe.name, root / "code")
+        text = CODE_DOCKERFILE.read_text(encoding="utf-8").rstrip("\n") + "\n"
+        (root / "Dockerfile").write_text(text + code_label_line(plan.labels), encoding="utf-8")
+        if package_tree is None:
+            stage_package_tree(plan.project_wheel, root / "code")
+        else:
+            _link_tree(package_tree, root / "code")
+        add_step_config(root / "code", plan.recipe.step or plan.recipe.name)
         yield root

@@ -157,6 +157,14 @@ def build_wheelhouse(recipes: dict[str, Recipe] | None = None, *, force: bool = 
     return wheel_manifest()
 
 
+_BUILD_WHEEL = """
+import os, sys
+os.chdir(sys.argv[1])
+from setuptools import build_meta
+build_meta.build_wheel(sys.argv[2])
+"""
+
+
 def _build_project_wheel(files: Sequence[Path], old_wheels: Sequence[Path]) -> None:
     with tempfile.TemporaryDirectory(prefix="wheel-", dir=BUILD) as tmp:
         # Build from a clean copy: setuptools' in-tree build/ folder would otherwise collide with ours and
@@ -167,7 +175,10 @@ def _build_project_wheel(files: Sequence[Path], old_wheels: Sequence[Path]) -> N
             shutil.copy2(f, src / f.relative_to(REPO))
         out = Path(tmp) / "out"
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-        run(_pip("wheel", "--no-deps", "--no-build-isolation", "--quiet", "--wheel-dir", str(out), str(src)), env=env)
+        # The PEP 517 hook itself, in one process: `pip wheel --no-build-isolation` runs the same setuptools
+        # backend (same bytes) but costs two more interpreters and pip's own start-up — about 2 CPU-seconds of
+        # the one-line-edit loop on this machine (0.9 s instead of 2.7 s).
+        run([sys.executable, "-c", _BUILD_WHEEL, str(src), str(out)], env=env)
         built = sorted(out.glob(PROJECT_WHEEL_GLOB))
         if len(built) != 1:
             raise BuildError(f"pip wheel built {len(built)} expforge wheels, expected one")
