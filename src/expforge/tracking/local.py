@@ -7,7 +7,8 @@ writers instead of failing them with "database is locked".
 
 Tables: ``runs`` (one row per run; list/dict fields are JSON text) and ``metric_points`` (the per-epoch
 series, one row per run, metric and step; re-logging a point replaces it). Final metrics live in
-``runs.metrics``.
+``runs.metrics``; ``run_metrics``, kept by triggers, holds each run's metric values for searches (see
+:mod:`expforge.tracking.local_search`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from expforge.tracking.base import (
     metric_value,
     now_iso,
 )
+from expforge.tracking.local_search import count_sql, ensure_metric_table, order_sql, register_functions, where_sql
+from expforge.tracking.queries import RunQuery, SearchResult
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
@@ -80,6 +83,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
+CREATE INDEX IF NOT EXISTS runs_listing ON runs (started_at DESC, run_id);
+CREATE INDEX IF NOT EXISTS runs_tree ON runs (parent_run_id, state, started_at DESC, run_id);
 CREATE TABLE IF NOT EXISTS metric_points (
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -121,6 +126,7 @@ class LocalTracker:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            register_functions(self._db)
             with self._transaction() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
@@ -132,6 +138,7 @@ class LocalTracker:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                ensure_metric_table(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise ExpforgeError(f"{self.path}: not a usable SQLite tracking database ({exc})") from exc
@@ -244,27 +251,40 @@ class LocalTracker:
         data["series"] = series
         return RunRecord.from_dict(data)
 
-    def _read(self, where: str = "", args: tuple[Any, ...] = ()) -> list[RunRecord]:
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so runs and their points are a consistent snapshot."""
         with self._lock:
-            self._db.row_factory = sqlite3.Row
+            self._db.execute("BEGIN")
             try:
-                # One read transaction, so runs and their points are a consistent snapshot.
-                self._db.execute("BEGIN")
-                rows = self._db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id", args).fetchall()
-                ids = [row["run_id"] for row in rows]
-                points: dict[str, list[tuple[str, int, float | None]]] = {i: [] for i in ids}
-                for chunk in range(0, len(ids), 500):
-                    part = ids[chunk : chunk + 500]
-                    for run_id, key, step, value in self._db.execute(
-                        f"SELECT run_id, key, step, value FROM metric_points WHERE run_id IN "
-                        f"({', '.join('?' for _ in part)}) ORDER BY run_id, key, step",
-                        part,
-                    ):
-                        points[run_id].append((key, step, value))
-                self._db.execute("COMMIT")
+                yield self._db
             finally:
-                self._db.row_factory = None
+                self._db.execute("COMMIT")
+
+    def _fetch(self, where: str = "", args: Sequence[Any] = (), *, ordered: bool = True) -> list[RunRecord]:
+        """Runs selected by ``where`` with their points, newest first unless not ``ordered`` (inside
+        :meth:`_snapshot`)."""
+        order = "ORDER BY started_at DESC, run_id" if ordered else ""
+        self._db.row_factory = sqlite3.Row
+        try:
+            rows = self._db.execute(f"SELECT * FROM runs {where} {order}", args).fetchall()
+            ids = [row["run_id"] for row in rows]
+            points: dict[str, list[tuple[str, int, float | None]]] = {i: [] for i in ids}
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                for run_id, key, step, value in self._db.execute(
+                    f"SELECT run_id, key, step, value FROM metric_points WHERE run_id IN "
+                    f"({', '.join('?' for _ in part)}) ORDER BY run_id, key, step",
+                    part,
+                ):
+                    points[run_id].append((key, step, value))
+        finally:
+            self._db.row_factory = None
         return [self._record(row, points[row["run_id"]]) for row in rows]
+
+    def _read(self, where: str = "", args: tuple[Any, ...] = ()) -> list[RunRecord]:
+        with self._snapshot():
+            return self._fetch(where, args)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run ``run_id`` with its series."""
@@ -283,6 +303,43 @@ class LocalTracker:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         runs = [r for r in self._read(where, tuple(args)) if run_filter.matches(r)]
         return runs[: run_filter.limit] if run_filter.limit else runs
+
+    def search(self, query: RunQuery) -> SearchResult:
+        """:func:`~expforge.tracking.queries.search` over :meth:`list_runs`, answered in SQL: only the page's
+        runs are decoded (see :mod:`expforge.tracking.local_search`)."""
+        with self._snapshot():
+            total, ids = self._search_ids(query)
+            found = {r.run_id: r for r in self._fetch_ids(ids)}
+        return SearchResult(total, query.offset, [found[i] for i in ids])
+
+    def search_ids(self, query: RunQuery) -> tuple[int, list[str]]:
+        """How many runs ``query`` matches, and the run ids of its page in order (nothing decoded)."""
+        with self._snapshot():
+            return self._search_ids(query)
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs of ``run_ids`` that exist, with their series, in no particular order."""
+        with self._snapshot():
+            return self._fetch_ids(list(run_ids))
+
+    def _search_ids(self, query: RunQuery) -> tuple[int, list[str]]:
+        where, args = where_sql(query)
+        order, order_args = order_sql(query)
+        count, count_args = count_sql(query)
+        total = self._db.execute(count, count_args).fetchone()[0]
+        if query.offset >= total:
+            return total, []  # a page past the last match: no need to walk the runs in order
+        paging = [-1 if query.limit is None else query.limit, query.offset]
+        sql = f"SELECT runs.run_id FROM runs {where} {order} LIMIT ? OFFSET ?"
+        return total, [row[0] for row in self._db.execute(sql, [*args, *order_args, *paging])]
+
+    def _fetch_ids(self, ids: list[str]) -> list[RunRecord]:
+        found = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            # Unordered, so the primary key finds the page's rows (ordered, SQLite walks the listing index).
+            found += self._fetch(f"WHERE run_id IN ({', '.join('?' for _ in part)})", part, ordered=False)
+        return found
 
     def set_tags(self, run_id: str, tags: Mapping[str, str], note: str | None = None) -> RunRecord:
         """Merge tags (empty value removes one) and replace the note when given."""

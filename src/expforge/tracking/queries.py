@@ -179,7 +179,7 @@ class RunQuery:
         if self.states and record.state not in self.states:
             return False
         for key, wanted in self.params:
-            if key not in record.params or _param_text(record.params[key]) != wanted:
+            if key not in record.params or param_text(record.params[key]) != wanted:
                 return False
         if self.metric and (self.metric_min is not None or self.metric_max is not None):
             value = record.metric(self.metric)
@@ -229,6 +229,16 @@ def search(records: Sequence[RunRecord], query: RunQuery) -> SearchResult:
     return SearchResult(len(ordered), query.offset, ordered[query.offset : end])
 
 
+def search_tracker(tracker: Tracker, query: RunQuery) -> SearchResult:
+    """:func:`search` over the tracker's runs, answered by the backend itself when it can (the local SQLite
+    backend filters, sorts and pages in SQL; the result is the same)."""
+    in_backend = getattr(tracker, "search", None)
+    if callable(in_backend):
+        result: SearchResult = in_backend(query)
+        return result
+    return search(tracker.list_runs(), query)
+
+
 def duration_s(record: RunRecord) -> float | None:
     """Seconds from start to end (``None`` while running or when a time is unreadable)."""
     if not record.ended_at:
@@ -239,7 +249,8 @@ def duration_s(record: RunRecord) -> float | None:
         return None
 
 
-def _param_text(value: Any) -> str:
+def param_text(value: Any) -> str:
+    """A parameter's value as text, as ``param=KEY=VALUE`` compares it (``true``, ``3`` for ``3.0``)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
