@@ -18,4 +18,5 @@ def render_font_digits(
     summary = generate_font_digits(count, artifact_dir(dataset), seed=seed, val_fraction=val_fraction)
     # ~200 skipped script fonts would swamp the artifact's metadata; dataset.json keeps the full list.
     skipped = summary.pop("skipped_fonts", [])
-    describe(dataset, summary, layout="expforge/labels.csv+images", skipped_font_files=len(skipped))
+    count = len(skipped) if isinstance(skipped, list) else 0
+    describe(dataset, summary, layout="expforge/labels.csv+images", skipped_font_files=count)

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -280,7 +281,8 @@ def discover_fonts(
     the script-specific ones that copy its digits ("Noto Sans Bengali"), whatever order the files were found in.
     """
     files, searched = collect_font_files(sources)
-    results = [item for items in map_fn(probe_file, [str(f) for f in files]) for item in items]  # type: ignore[union-attr]
+    probed = map_fn(probe_file, [str(f) for f in files])
+    results = [item for items in probed for item in cast(list[FontFace | SkippedFont], items)]
     faces = [r for r in results if isinstance(r, FontFace)]
     skipped = [r for r in results if isinstance(r, SkippedFont)]
     faces.sort(key=lambda f: (f.family.casefold(), f.style.casefold(), f.path, f.index))

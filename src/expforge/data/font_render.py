@@ -60,7 +60,7 @@ def render_char(font: ImageFont.FreeTypeFont, char: str) -> Image.Image | None:
     ImageDraw.Draw(image).text((RENDER_SIZE, RENDER_SIZE), char, font=font, fill=255, anchor="mm")
     ink = image.getbbox()
     if ink and (ink[0] == 0 or ink[1] == 0 or ink[2] == side or ink[3] == side):
-        left, top, right, bottom = font.getbbox(char)
+        left, top, right, bottom = (int(v) for v in font.getbbox(char))
         image = Image.new("L", (max(1, right - left), max(1, bottom - top)))
         ImageDraw.Draw(image).text((-left, -top), char, font=font, fill=255)
         ink = image.getbbox()
