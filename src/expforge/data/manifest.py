@@ -13,7 +13,6 @@ import json
 import os
 import posixpath
 import re
-import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from expforge.atomic import staged_directory
 from expforge.data.png import PNG_SIGNATURE, encode_png
 from expforge.errors import ExpforgeError
+from expforge.regular_file import Refusals, require_regular_file
 
 MANIFEST_NAME = "labels.csv"
 SUMMARY_NAME = "dataset.json"
@@ -34,6 +34,12 @@ SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 28
 #: A 28×28 grayscale PNG is under 1 KB; anything near this is not one of ours (and is not read further).
 MAX_IMAGE_BYTES = 1 << 20
+_IMAGE_REFUSALS = Refusals(
+    missing=f"image listed in {MANIFEST_NAME} does not exist",
+    unreadable="cannot read image",
+    directory="expected a PNG file, found a directory",
+    special="not a regular file (a FIFO, socket or device); expected a PNG file",
+)
 _LABEL = re.compile(r"[0-9]{1,9}")
 _NEGATIVE_LABEL = re.compile(r"-[0-9]{1,9}")
 
@@ -152,16 +158,7 @@ def load_image(dataset_dir: Path, row: ManifestRow) -> np.ndarray:
     real = os.path.realpath(path)
     if os.path.commonpath([real_root, real]) != real_root:
         raise ExpforgeError(f"{where}: resolves to {real}, outside the dataset directory; refusing it")
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        raise ExpforgeError(f"{where}: image listed in {MANIFEST_NAME} does not exist") from None
-    except OSError as exc:
-        raise ExpforgeError(f"{where}: cannot read image ({exc.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise ExpforgeError(f"{where}: expected a PNG file, found a directory")
-    if not stat.S_ISREG(mode):
-        raise ExpforgeError(f"{where}: not a regular file (a FIFO, socket or device); expected a PNG file")
+    require_regular_file(real, _IMAGE_REFUSALS, shown=where)
     try:
         with open(real, "rb") as handle:
             data = handle.read(MAX_IMAGE_BYTES + 1)

@@ -10,12 +10,11 @@ The registry uses the same check, so neither a pickle nor a FIFO ever becomes a 
 
 from __future__ import annotations
 
-import os
-import stat
 import zipfile
 from pathlib import Path
 
 from expforge.errors import ExpforgeError
+from expforge.regular_file import Refusals, require_regular_file
 
 SKOPS = "skops"
 TORCH = "torch"
@@ -38,16 +37,13 @@ def check_regular_file(path: Path | str, *, what: str = "model file") -> Path:
     """``path`` if it names a regular file (a link to one is followed); a FIFO, device or directory is refused
     without being opened, since opening a FIFO blocks forever."""
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise ExpforgeError(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise ExpforgeError(f"{path}: cannot read {what} ({exc.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise ExpforgeError(f"{path}: is a directory; expected a {what}")
-    if not stat.S_ISREG(mode):
-        raise ExpforgeError(f"{path}: not a regular file; expected a {what}")
+    refusals = Refusals(
+        missing=f"{what} not found",
+        unreadable=f"cannot read {what}",
+        directory=f"is a directory; expected a {what}",
+        special=f"not a regular file; expected a {what}",
+    )
+    require_regular_file(path, refusals)
     return path
 
 
