@@ -96,7 +96,11 @@ def test_learns_real_digits_and_the_checkpoint_is_the_model(real: Path, tmp_path
     # Measured 0.958 on the 120 val digits (seed 2: 0.933); chance is 0.1.
     assert result.final["val_accuracy"] > 0.85
     assert result.history[-1].train_loss < result.history[0].train_loss
-    assert result.device["device"] == "cpu" and result.device["amp"] is False
+    # The default cpu_bf16="auto": bfloat16 autocast exactly where the CPU has native bfloat16 units.
+    bf16 = cpu_has_bf16_units()
+    assert result.device["device"] == "cpu" and result.device["amp"] is bf16 and result.device["cpu_bf16"] is bf16
+    assert result.device["precision"] == ("bfloat16 autocast" if bf16 else "float32")
+    assert result.params["cpu_bf16"] is bf16  # the decided value, not "auto": what the checkpoint trained with
     assert result.params["train_rows"] == [840] and result.params["val_rows"] == 120
     assert result.params["schedule_epochs"] == 3 and result.params["epochs_total"] == 3
 
@@ -155,7 +159,7 @@ def test_resume_continues_bit_identically(
 def test_resume_from_contiguous_optimizer_state_is_exact(tiny_dataset: Path, tmp_path: Path) -> None:
     """A checkpoint from a GPU (or from before channels-last and ``cpu_bf16``) holds contiguous AdamW moments; the
     CPU model is channels-last and fused AdamW mis-steps on mismatched strides, so the resume re-lays them out."""
-    config = tiny_config(schedule_epochs=2)
+    config = tiny_config(schedule_epochs=2, cpu_bf16=False)
     whole = train_torch([tiny_dataset], tiny_dataset, tmp_path / "whole.pt", config=config, epochs=2)
     rung1 = train_torch([tiny_dataset], tiny_dataset, tmp_path / "rung1.pt", config=config, epochs=1)
     payload = state(rung1.model_path)
@@ -168,10 +172,44 @@ def test_resume_from_contiguous_optimizer_state_is_exact(tiny_dataset: Path, tmp
     del payload["config"]["cpu_bf16"]  # as written before that field existed: still resumable, as float32
     fields = {k: v for k, v in payload.items() if k not in ("format", "version", "kind", "architecture")}
     relaid = save_checkpoint(tmp_path / "relaid.pt", kind="digit-cnn", architecture=payload["architecture"], **fields)
+    # Resumed with the default cpu_bf16="auto", as an old pipeline's next rung would: auto keeps the checkpoint's
+    # float32 rather than switching to bfloat16 half way, so the run still equals the uninterrupted one.
+    auto = dataclasses.replace(config, cpu_bf16="auto")
     resumed = train_torch(
-        [tiny_dataset], tiny_dataset, tmp_path / "rung2.pt", config=config, epochs=2, resume_from=relaid
+        [tiny_dataset], tiny_dataset, tmp_path / "rung2.pt", config=auto, epochs=2, resume_from=relaid
     )
+    assert resumed.device["precision"] == "float32" and resumed.params["cpu_bf16"] is False
     assert_same_tensors(state(whole.model_path)["model"], state(resumed.model_path)["model"])
+
+
+@pytest.mark.skipif(not cpu_has_bf16_units(), reason="needs a CPU with native bfloat16 units (AMX or AVX512-BF16)")
+def test_auto_precision_is_decided_once_and_an_explicit_false_still_means_float32(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """cpu_bf16 "auto" on a CPU with bfloat16 units trains exactly as an explicit true (same weights), records
+    the decided value, and resumes only as that: an explicit false is float32 and cannot continue a bf16 run."""
+    runs = {}
+    for name, value in (("auto", "auto"), ("on", True), ("off", False)):
+        config = tiny_config(cpu_bf16=value, schedule_epochs=2)
+        runs[name] = train_torch([tiny_dataset], tiny_dataset, tmp_path / f"{name}.pt", config=config, epochs=1)
+    assert [runs[n].device["precision"] for n in ("auto", "on", "off")] == ["bfloat16 autocast"] * 2 + ["float32"]
+    assert state(runs["auto"].model_path)["config"]["cpu_bf16"] is True
+    assert_same_tensors(state(runs["auto"].model_path)["model"], state(runs["on"].model_path)["model"])
+    assert not torch.equal(
+        state(runs["auto"].model_path)["model"]["classifier.weight"],
+        state(runs["off"].model_path)["model"]["classifier.weight"],
+    )
+    with pytest.raises(
+        ExpforgeError, match="cannot resume with another config .cpu_bf16: checkpoint True vs requested False"
+    ):
+        train_torch(
+            [tiny_dataset],
+            tiny_dataset,
+            tmp_path / "switched.pt",
+            config=tiny_config(cpu_bf16=False, schedule_epochs=2),
+            epochs=2,
+            resume_from=runs["auto"].model_path,
+        )
 
 
 def test_sequential_curriculum_names_its_phases_like_the_sklearn_trainer(
@@ -245,6 +283,8 @@ def test_labels_outside_0_to_9_name_the_file(tmp_path: Path, tiny_dataset: Path)
         ({"dropout": 1.0}, r"config.dropout: 1.0 is not in \[0, 1\)"),
         ({"batch_size": 0}, "config.batch_size: 0 is not a positive batch size"),
         ({"augment": "yes"}, "config.augment: 'yes' is not true or false"),
+        ({"cpu_bf16": "yes"}, "config.cpu_bf16: 'yes' is not true, false or 'auto'"),
+        ({"cpu_bf16": 1}, "config.cpu_bf16: 1 is not true, false or 'auto'"),
         ({"schedule_epochs": 0}, "config.schedule_epochs: 0 is not a positive number of epochs"),
         ({"momentum": 1.5}, r"config.momentum: 1.5 is not in \[0, 1\)"),
     ],
@@ -260,6 +300,9 @@ def test_config_round_trip_and_construction_checks() -> None:
     assert config.lr == 1e-3 and config.width == 16 and config.schedule_epochs == 27
     assert TorchTrainConfig.from_dict(config.to_dict()) == config
     assert TorchTrainConfig.from_dict({}) == TorchTrainConfig()
+    assert TorchTrainConfig().cpu_bf16 == "auto" and TorchTrainConfig.from_dict({"cpu_bf16": False}).cpu_bf16 is False
+    with pytest.raises(ExpforgeError, match="config.cpu_bf16: 'on' is not true, false or 'auto'"):
+        TorchTrainConfig(cpu_bf16="on")
     with pytest.raises(ExpforgeError, match="config.optimizer"):
         TorchTrainConfig(optimizer="rmsprop")
     for schedule in ("cosine", "constant", "onecycle"):

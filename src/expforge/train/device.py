@@ -11,8 +11,8 @@ import contextlib
 import os
 import platform
 import random
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from expforge.errors import ExpforgeError
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+ModuleT = TypeVar("ModuleT", bound="torch.nn.Module")
 
 
 def available_cpus() -> int:
@@ -69,7 +71,8 @@ def seed_everything(seed: int, device: torch.device) -> None:
         # Deterministic mode also fills every fresh tensor with NaN/max values, a debugging aid against reading
         # uninitialised memory that no kernel used here does. The fills showed as 13% of a CNN training
         # step on CPU in torch.profiler.
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        # A property of a module subclass that torch installs at import time, hence invisible to type checkers.
+        setattr(torch.utils.deterministic, "fill_uninitialized_memory", False)  # noqa: B010
     else:
         # cuDNN autotuning picks the fastest kernels; bit-exactness on GPU is not promised. Deterministic mode
         # must be off (an earlier CPU run in the same process may have turned it on): cuBLAS refuses otherwise.
@@ -119,6 +122,13 @@ def memory_format(device: torch.device) -> torch.memory_format:
     import torch
 
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def place_model(model: ModuleT, device: torch.device) -> ModuleT:
+    """``model`` on ``device`` in that device's :func:`memory_format` (4-D weights channels-last on CPU)."""
+    # ``Module.to`` accepts ``memory_format`` (its docstring and code), but torch's typed overloads omit it.
+    move: Callable[..., ModuleT] = model.to
+    return move(device, memory_format=memory_format(device))
 
 
 def needs_grad_scaler(device: torch.device, amp: bool) -> bool:

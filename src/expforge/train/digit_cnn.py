@@ -8,12 +8,12 @@ shape for MNIST-sized inputs, where doubling channels as the map halves keeps th
 ``embed(x)`` returns the penultimate features (the hidden layer, after ReLU, before dropout): drift checks
 compare these between synthetic and real digits, which says more than comparing pixels.
 
-Torch is imported lazily (the module class is built on first use), so importing this module stays cheap.
+The ``nn.Module`` itself lives in ``digit_cnn_net``, which imports torch; ``build_model`` imports it on first use,
+so importing this module (and the config that uses the spec) stays cheap and works without torch.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from expforge.errors import ExpforgeError
 
 if TYPE_CHECKING:
     import torch
+
+    from expforge.train.digit_cnn_net import DigitCNN
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -96,52 +98,11 @@ class CNNSpec:
         return self.width * 2 ** (self.depth - 1) * size * size
 
 
-@functools.cache
-def _module_class() -> type:
-    """Define the ``nn.Module`` subclass on first use (keeps torch out of module import)."""
-    from torch import nn
-
-    class DigitCNN(nn.Module):
-        """Conv blocks → flatten → hidden (ReLU) → dropout → 10 logits."""
-
-        def __init__(self, spec: CNNSpec) -> None:
-            super().__init__()
-            self.spec = spec
-            layers: list[nn.Module] = []
-            channels_in = 1
-            for block in range(spec.depth):
-                channels = spec.width * 2**block
-                layers += [
-                    nn.Conv2d(channels_in, channels, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(channels),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(channels),
-                    nn.ReLU(inplace=True),
-                    nn.MaxPool2d(2),
-                ]
-                channels_in = channels
-            self.features = nn.Sequential(*layers)
-            self.hidden = nn.Sequential(
-                nn.Flatten(), nn.Linear(spec.feature_size(), spec.hidden), nn.ReLU(inplace=True)
-            )
-            self.dropout = nn.Dropout(spec.dropout)
-            self.classifier = nn.Linear(spec.hidden, NUM_CLASSES)
-
-        def embed(self, x: torch.Tensor) -> torch.Tensor:
-            """Penultimate features (N×hidden) of N×1×28×28 inputs scaled to [0, 1]."""
-            return self.hidden(self.features(x))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """Logits (N×10)."""
-            return self.classifier(self.dropout(self.embed(x)))
-
-    return DigitCNN
-
-
-def build_model(spec: CNNSpec) -> torch.nn.Module:
+def build_model(spec: CNNSpec) -> DigitCNN:
     """A freshly initialised network (initialisation draws from torch's global RNG: seed it first)."""
-    return _module_class()(spec.validate())
+    from expforge.train.digit_cnn_net import DigitCNN
+
+    return DigitCNN(spec.validate())
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,13 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expforge.errors import ExpforgeError
 from expforge.train.digit_cnn import CNNSpec
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "constant", "onecycle")
@@ -28,9 +31,12 @@ def or_list(names: Sequence[str]) -> str:
 #: Fields added after the first checkpoints were written, with the value those checkpoints trained with.
 LATER_FIELDS: dict[str, Any] = {"cpu_bf16": False}
 
+#: ``cpu_bf16``: ``"auto"`` (bfloat16 autocast where the CPU has native bfloat16 units), or an explicit bool.
+CPU_BF16_AUTO = "auto"
+
 _INT_FIELDS = ("width", "depth", "hidden", "batch_size", "seed")
 _FLOAT_FIELDS = ("dropout", "lr", "weight_decay", "momentum", "label_smoothing")
-_BOOL_FIELDS = ("augment", "amp", "nesterov", "cpu_bf16")
+_BOOL_FIELDS = ("augment", "amp", "nesterov")
 _STR_FIELDS = ("optimizer", "lr_schedule")
 
 
@@ -40,10 +46,12 @@ class TorchTrainConfig:
 
     ``schedule_epochs`` is the LR-schedule horizon (per stage in a sequential curriculum); ``None`` means
     ``epochs``. Set it to the largest budget when a run will be resumed to more epochs later (Hyperband rungs).
-    ``amp`` is mixed precision on a GPU. ``cpu_bf16`` trains under bfloat16 autocast on a CPU with native
-    bfloat16 units (AMX, AVX512-BF16; elsewhere it is ignored and the device record says so): about twice the
-    images per second there, still deterministic and exactly resumable, but not the same numbers as float32,
-    hence off by default. Invalid values raise at construction.
+    ``amp`` is mixed precision on a GPU. ``cpu_bf16`` is bfloat16 autocast on a CPU with native bfloat16 units
+    (AMX, AVX512-BF16): about twice the images per second there, still deterministic and exactly resumable, with
+    real-test accuracy within seed noise of float32 (bench/reference/trainer-throughput.json). ``"auto"`` (the
+    default) uses it where those units exist (float32 elsewhere, where torch would emulate bfloat16 slower than
+    float32); ``False`` is always float32; ``True`` asks for it (still ignored without the units). A run records
+    what it resolved to (``resolve_cpu_bf16``) and the precision it used. Invalid values raise at construction.
     """
 
     width: int = 32
@@ -62,7 +70,7 @@ class TorchTrainConfig:
     amp: bool = True
     seed: int = 0
     nesterov: bool = True
-    cpu_bf16: bool = False
+    cpu_bf16: bool | str = CPU_BF16_AUTO
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,6 +103,8 @@ class TorchTrainConfig:
             raise ExpforgeError(f"{name('label_smoothing')}: {self.label_smoothing} is not in [0, 1)")
         if self.seed < 0:
             raise ExpforgeError(f"{name('seed')}: {self.seed} is negative; expected an integer ≥ 0")
+        if not (isinstance(self.cpu_bf16, bool) or self.cpu_bf16 == CPU_BF16_AUTO):
+            raise ExpforgeError(f"{name('cpu_bf16')}: {self.cpu_bf16!r} is not true, false or {CPU_BF16_AUTO!r}")
         self.spec().validate(name)
         return self
 
@@ -131,6 +141,8 @@ class TorchTrainConfig:
             elif key in _BOOL_FIELDS:
                 if not isinstance(value, bool):
                     raise ExpforgeError(f"{name(key)}: {value!r} is not true or false")
+            elif key == "cpu_bf16" and not (isinstance(value, bool) or value == CPU_BF16_AUTO):
+                raise ExpforgeError(f"{name(key)}: {value!r} is not true, false or {CPU_BF16_AUTO!r}")
             elif key in _STR_FIELDS and not isinstance(value, str):
                 raise ExpforgeError(f"{name(key)}: {value!r} is not a string")
             coerced[key] = value
@@ -147,6 +159,20 @@ class TorchTrainConfig:
     def spec(self) -> CNNSpec:
         """The network these settings describe."""
         return CNNSpec(width=self.width, depth=self.depth, hidden=self.hidden, dropout=self.dropout)
+
+    def resolve_cpu_bf16(self, device: torch.device, checkpoint: Mapping[str, Any] | None = None) -> TorchTrainConfig:
+        """A copy with ``cpu_bf16`` decided: an explicit bool stays; ``"auto"`` becomes whether bfloat16 autocast
+        runs on ``device``, or, when resuming, what the ``checkpoint`` config trained with: a resume continues one
+        run and must not switch precision half way (say, a float32 checkpoint from before this default)."""
+        if isinstance(self.cpu_bf16, bool):
+            return self
+        if checkpoint is not None:
+            decided = bool({**LATER_FIELDS, **checkpoint}["cpu_bf16"])
+        else:
+            from expforge.train.device import cpu_has_bf16_units
+
+            decided = device.type == "cpu" and cpu_has_bf16_units()
+        return dataclasses.replace(self, cpu_bf16=decided)
 
     def horizon(self, epochs: int) -> int:
         """LR-schedule horizon in epochs (per stage): ``schedule_epochs``, else ``epochs``."""

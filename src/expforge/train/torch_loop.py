@@ -84,7 +84,7 @@ class Trainer:
             inputs = to_input(pixels)
             if thetas is not None:
                 inputs = warp(inputs, thetas[lo:hi])
-            with autocast(device, config.amp, cpu=config.cpu_bf16):
+            with autocast(device, config.amp, cpu=config.cpu_bf16 is True):
                 logits = model(inputs)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
@@ -115,7 +115,7 @@ class Trainer:
         with torch.inference_mode():
             for lo in range(0, data.size, EVAL_BATCH):
                 pixels, labels = data.take(slice(lo, min(lo + EVAL_BATCH, data.size)))
-                with autocast(self.device, self.config.amp, cpu=self.config.cpu_bf16):
+                with autocast(self.device, self.config.amp, cpu=self.config.cpu_bf16 is True):
                     logits = self.model(to_input(pixels))
                 logits = logits.float()
                 loss_sum += F.cross_entropy(logits, labels, reduction="sum")
@@ -129,11 +129,12 @@ def new_trainer(config: TorchTrainConfig, device: torch.device, horizon_total: i
     how many random numbers initialisation consumed."""
     import torch
 
-    from expforge.train.device import memory_format, needs_grad_scaler, seed_everything
+    from expforge.train.device import needs_grad_scaler, place_model, seed_everything
     from expforge.train.digit_cnn import build_model
 
+    config = config.resolve_cpu_bf16(device)  # a no-op when the caller (train_torch) has already decided
     seed_everything(config.seed, device)
-    model = build_model(config.spec()).to(device, memory_format=memory_format(device))
+    model = place_model(build_model(config.spec()), device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, config.amp) else None
     generator = torch.Generator().manual_seed(config.seed)
@@ -141,18 +142,23 @@ def new_trainer(config: TorchTrainConfig, device: torch.device, horizon_total: i
 
 
 def device_info(device: torch.device, config: TorchTrainConfig, data_on_device: bool) -> dict[str, Any]:
+    """The run record's hardware and precision: the device, autocast (``amp``, ``amp_dtype``), the resulting
+    ``precision`` and the ``cpu_bf16`` setting as decided for this run (``config`` already resolved)."""
     import torch
 
     from expforge.train.device import cpu_autocast_used, describe_device, needs_grad_scaler
 
     info = describe_device(device)
     amp = config.amp and device.type == "cuda"
-    cpu_bf16 = cpu_autocast_used(device, config.cpu_bf16)
+    cpu_bf16 = cpu_autocast_used(device, config.cpu_bf16 is True)
     info["amp"] = amp or cpu_bf16
     if cpu_bf16 or (amp and torch.cuda.is_bf16_supported()):
         info["amp_dtype"] = "bfloat16"
     else:
         info["amp_dtype"] = "float16" if amp else None
+    # What the forward and backward passes computed in: the one field to read when comparing runs' numbers.
+    info["precision"] = "float32" if info["amp_dtype"] is None else f"{info['amp_dtype']} autocast"
+    info["cpu_bf16"] = config.cpu_bf16
     info["grad_scaler"] = needs_grad_scaler(device, config.amp)
     info["data_on_device"] = data_on_device
     return info

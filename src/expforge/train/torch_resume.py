@@ -48,8 +48,16 @@ def check_resumable(
         )
 
 
+def read_checkpoint(source: Path, config: TorchTrainConfig) -> dict[str, Any]:
+    """The checkpoint to resume from, checked to be a digit CNN of ``config``'s architecture."""
+    from expforge.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(source, kind=KIND, architecture=config.spec().architecture())
+
+
 def restore(
     trainer: Trainer,
+    payload: dict[str, Any],
     source: Path,
     *,
     config_dict: dict[str, Any],
@@ -58,11 +66,10 @@ def restore(
     epochs: int,
     run_total: int,
 ) -> tuple[int, list[TorchEpochMetrics]]:
-    """Load ``source`` into ``trainer`` after checking that it continues this run and has not already gone past
-    ``run_total`` epochs (``epochs`` per stage); return (epochs done, their history)."""
-    from expforge.train.checkpoint import load_checkpoint, restore_rng_state
+    """Load ``payload`` (read from ``source``) into ``trainer`` after checking that it continues this run and has
+    not already gone past ``run_total`` epochs (``epochs`` per stage); return (epochs done, their history)."""
+    from expforge.train.checkpoint import restore_rng_state
 
-    payload = load_checkpoint(source, kind=KIND, architecture=trainer.config.spec().architecture())
     check_resumable(payload, source, config_dict, curriculum, stages)
     start_epoch = int(payload["epoch"])
     if start_epoch > run_total:
@@ -74,7 +81,8 @@ def restore(
         trainer.model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise ExpforgeError(f"{source}: model weights do not fit the architecture ({exc!s:.200})") from None
-    current = [{k: g[k] for k in ("fused", "foreach", "capturable") if k in g} for g in trainer.optimizer.param_groups]
+    fused_keys = ("fused", "foreach", "capturable")
+    current: list[dict[str, Any]] = [{k: g[k] for k in fused_keys if k in g} for g in trainer.optimizer.param_groups]
     trainer.optimizer.load_state_dict(payload["optimizer"])
     for group, kept in zip(trainer.optimizer.param_groups, current, strict=True):
         group.update(kept)  # fused kernels are a property of this device, not of the checkpoint

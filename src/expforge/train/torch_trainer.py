@@ -43,7 +43,7 @@ from expforge.train.torch_config import LR_SCHEDULES, OPTIMIZERS, TorchTrainConf
 from expforge.train.torch_data import Resident, load_split, load_stage
 from expforge.train.torch_loop import EVAL_BATCH, device_info, new_trainer
 from expforge.train.torch_results import TorchEpochMetrics, TorchTrainResult, write_history_csv
-from expforge.train.torch_resume import restore, save
+from expforge.train.torch_resume import read_checkpoint, restore, save
 
 __all__ = [
     "CURRICULA",
@@ -125,15 +125,20 @@ def train_torch(
     per_stage = config.horizon(epochs)
     horizon_total = per_stage * len(phases)
     run_total = epochs * len(phases)
+    source = None if resume_from is None else Path(resume_from)
+    payload = None if source is None else read_checkpoint(source, config)
+    # cpu_bf16="auto" is decided here, once: the checkpoint and the params record the precision actually chosen.
+    config = config.resolve_cpu_bf16(dev, None if payload is None else payload.get("config") or {})
     config_dict = {**config.to_dict(), "schedule_epochs": per_stage}
 
     trainer = new_trainer(config, dev, horizon_total)
     start_epoch = 0
     history: list[TorchEpochMetrics] = []
-    if resume_from is not None:
+    if source is not None and payload is not None:
         start_epoch, history = restore(
             trainer,
-            Path(resume_from),
+            payload,
+            source,
             config_dict=config_dict,
             curriculum=curriculum,
             stages=stages,
