@@ -221,6 +221,37 @@ def test_time_budget_stops_training_and_still_checkpoints(corpus: Path, tmp_path
     assert torch.load(tmp_path / "m.pt", weights_only=True)["step"] == result.final["steps"]
 
 
+def test_cpu_clock_budget_counts_cpu_seconds_and_bad_clocks_are_refused(corpus: Path, tmp_path: Path) -> None:
+    result = train_lm(
+        corpus, tmp_path / "m.pt", steps=1_000_000, eval_interval=1000, time_budget_s=0.5, budget_clock="cpu", **TINY
+    )
+    assert result.stopped_by_budget and result.params["budget_clock"] == "cpu"
+    assert 0.5 <= result.final["train_seconds"] < 5
+    with pytest.raises(ExpforgeError, match="--budget-clock: 'gpu' is not one of wall, cpu"):
+        train_lm(corpus, tmp_path / "n.pt", steps=10, time_budget_s=1, budget_clock="gpu", **TINY)
+    assert not (tmp_path / "n.pt").exists()
+
+
+def test_cpu_bfloat16_autocast_is_used_only_where_native_and_matches_float32(corpus: Path, tmp_path: Path) -> None:
+    from expforge.train.device import cpu_has_bf16_units
+
+    full = train_lm(corpus, tmp_path / "f.pt", steps=4, eval_interval=4, amp=False, **TINY)
+    mixed = train_lm(corpus, tmp_path / "m.pt", steps=4, eval_interval=4, **TINY)
+    assert full.device["cpu_bf16"] is False
+    assert mixed.device["cpu_bf16"] is cpu_has_bf16_units()
+    torch.manual_seed(0)
+    model = build_gpt(GptConfig(vocab_size=11, context=16, layers=2, heads=2, width=32))
+    tokens = torch.randint(0, 11, (4, 17))
+    with torch.no_grad():
+        reference, reference_loss = model(tokens[:, :-1], tokens[:, 1:])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, loss = model(tokens[:, :-1], tokens[:, 1:])
+    loss.backward()
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert torch.allclose(logits.float(), reference, atol=0.05) and abs(float(loss.detach() - reference_loss)) < 0.02
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
     rates = [learning_rate(s, 100, peak=1.0, floor=0.1, warmup=10) for s in range(1, 101)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
