@@ -13,6 +13,7 @@ inflate the number of families nor tilt the balance of the dataset.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from typing import cast
 import numpy as np
 from PIL import Image, ImageChops
 
+from expforge.data import font_cache
 from expforge.data.font_render import open_font, reduce_glyph, render_char, shape_feature
 from expforge.errors import ExpforgeError
 
@@ -204,6 +206,18 @@ def probe_file(path: str) -> list[FontFace | SkippedFont]:
     return [probe_face(path, index) for index in range(face_count(path))]
 
 
+def probe_file_cached(path: str, cache_dir: Path | None) -> list[FontFace | SkippedFont]:
+    """``probe_file`` through the per-file cache in ``cache_dir`` (``font_cache``); no cache when ``None``."""
+    if cache_dir is None:
+        return probe_file(path)
+    cached = font_cache.load(cache_dir, path)
+    if cached is not None:
+        return cached
+    results = probe_file(path)
+    font_cache.store(cache_dir, path, results)
+    return results
+
+
 # --- choosing --------------------------------------------------------------------------------------------------
 
 
@@ -274,14 +288,19 @@ def discover_fonts(
     sources: Sequence[Path | str] | None,
     *,
     map_fn: Callable[[Callable[[str], list[FontFace | SkippedFont]], Iterable[str]], Iterable[object]] = map,
+    cache: bool = True,
 ) -> FontDiscovery:
     """Find, probe and deduplicate the faces under ``sources``; ``map_fn`` may be a process pool's ordered map.
+
+    Probe results come from the per-file cache (``font_cache``) where a valid entry exists, unless ``cache`` is
+    false or the cache is turned off; either way the result is the same.
 
     Faces are preferred in the order family, style, file, so that a generic family ("Noto Sans") is kept over
     the script-specific ones that copy its digits ("Noto Sans Bengali"), whatever order the files were found in.
     """
     files, searched = collect_font_files(sources)
-    probed = map_fn(probe_file, [str(f) for f in files])
+    probe = functools.partial(probe_file_cached, cache_dir=font_cache.default_cache_dir() if cache else None)
+    probed = map_fn(probe, [str(f) for f in files])
     results = [item for items in probed for item in cast(list[FontFace | SkippedFont], items)]
     faces = [r for r in results if isinstance(r, FontFace)]
     skipped = [r for r in results if isinstance(r, SkippedFont)]
