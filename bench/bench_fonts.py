@@ -2,8 +2,10 @@
 
 End to end means what a user waits for: font discovery, rendering, PNG encoding, writing every file and
 ``labels.csv``, and the atomic rename, into a fresh directory on the temporary filesystem (``--workdir`` picks
-another). The JSON records the machine and the filesystem, because on small images the cost of creating files
-can exceed the cost of drawing them.
+another). Font discovery reads the per-font-file probe cache (``expforge.data.font_cache``) like any run; the
+JSON says how many entries it held before the first run (0: the first run probed every font), and
+``EXPFORGE_FONT_CACHE=off`` measures without it. The JSON records the machine and the filesystem, because on
+small images the cost of creating files can exceed the cost of drawing them.
 
 Every repeat's dataset is kept until the last repeat has finished, and only then removed. On an ext4 filesystem
 without a journal (this machine's root disk) the kernel's inode allocator skips every inode freed in the last
@@ -36,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model, write_report  # noqa: E402
 
+from expforge.data import font_cache
 from expforge.data.fonts import default_workers, generate_font_digits
 
 
@@ -90,6 +93,8 @@ def run_benchmark(
     """Render ``count`` augmented digits with ``workers`` processes (default: all cores) ``repeats`` times; return
     the figures: the best run is the headline (other work on a shared machine only slows a run down), with the
     median and every run, and the CPU seconds per image, which depend far less on that other work."""
+    cache_dir = font_cache.default_cache_dir()
+    cache_entries = len(list(cache_dir.rglob("*.probe"))) if cache_dir is not None and cache_dir.is_dir() else 0
     with tempfile.TemporaryDirectory(prefix="expforge-bench-fonts-", dir=workdir) as work:
         spread_done = spread and _spread(Path(work))
         runs = [_one_run(count, workers, Path(work) / f"fonts-{i}", seed) for i in range(repeats)]
@@ -120,6 +125,8 @@ def run_benchmark(
         "augmentation": summary["augmentation"],
         "output_filesystem": filesystem,
         "workdir_top_directory_flag": spread_done,
+        "font_cache": str(cache_dir) if cache_dir is not None else "off",
+        "font_cache_entries_before": cache_entries,
         "machine": {
             "cpu": cpu_model(),
             "python": platform.python_version(),
