@@ -163,7 +163,7 @@ def router(store: Store) -> APIRouter:
             limit=limit,
             offset=offset,
         )
-        result = search(store.records(), query)
+        result = store.search(query)
         return {
             "total": result.total,
             "offset": result.offset,

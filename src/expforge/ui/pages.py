@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 
 from expforge.errors import ExpforgeError
 from expforge.tracking.base import RUN_STATES, RunRecord
-from expforge.tracking.queries import SORT_FIELDS, compare, search, short_run_id
+from expforge.tracking.queries import SORT_FIELDS, RunQuery, SearchResult, compare, short_run_id
 from expforge.ui import graph as graph_module
 from expforge.ui import hyperband, registry_view, views
 from expforge.ui.api import BadInput, build_query
@@ -209,6 +209,12 @@ def router(store: Store) -> APIRouter:
         except Unavailable:
             return []
 
+    def search_or_banner(query: RunQuery) -> SearchResult:
+        try:
+            return store.search(query)
+        except Unavailable:
+            return SearchResult(0, query.offset, [])
+
     @pages.get("/", response_class=HTMLResponse)
     def runs_page(request: Request) -> HTMLResponse:
         params = request.query_params
@@ -232,14 +238,14 @@ def router(store: Store) -> APIRouter:
                 tag=[q["tag"]] if q["tag"] else None,
                 note=q["note"],
                 top_level=True,
-                sort=q["sort"],
+                sort=q["sort"] or "started_at",
                 limit=PAGE_SIZE,
                 offset=offset,
             )
-            result = search(records, query)
+            result = search_or_banner(query)
         except ExpforgeError as exc:
             error = str(exc)
-            result = search(records, build_query(top_level=True, limit=PAGE_SIZE))
+            result = search_or_banner(build_query(top_level=True, limit=PAGE_SIZE))
         top = [r for r in records if not r.parent_run_id]
         metric_columns = views.key_metrics(result.runs)
         if q["metric"] and q["metric"] not in metric_columns:

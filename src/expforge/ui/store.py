@@ -1,10 +1,11 @@
 """What the dashboard reads: tracked runs (through the tracking query layer), each run's ``run.json``, task logs
 and artifact files — and the one place that decides whether a file may be served.
 
-Why a cache: the Runs page and ``GET /api/runs`` filter every tracked run on each request, and decoding ten
-thousand SQLite rows takes far longer than filtering them. For the local backend the cache is keyed by a cheap
-fingerprint of the database (row count and the newest ``updated_at``), so a write by a running pipeline is seen
-on the next request; for BigQuery it lives a few seconds.
+Why a cache: run details, children and the Runs page's choices read many runs, and decoding ten thousand SQLite
+rows takes far longer than looking through them. For the local backend the cache is keyed by SQLite's
+``data_version``, so a write by a running pipeline is seen on the next request; for BigQuery it lives a few
+seconds. ``GET /api/runs`` and the Runs page's table go through :meth:`Store.search` instead, which the local
+backend answers in SQL (only the page's runs are decoded).
 
 A remote backend is asked in a worker thread and waited on for at most ``REMOTE_TIMEOUT_S``: the BigQuery
 client retries an unreachable endpoint for minutes, and a page must say "unreachable" long before that. While
@@ -26,6 +27,8 @@ from typing import Any
 
 from expforge.errors import ExpforgeError
 from expforge.tracking.base import RunRecord, Tracker
+from expforge.tracking.local import LocalTracker
+from expforge.tracking.queries import RunQuery, SearchResult, search
 
 TRACKING_DB = Path(".tracking") / "runs.sqlite"
 REGISTRY_DIR = "registry"
@@ -60,7 +63,11 @@ class Store:
         self.env = dict(os.environ if env is None else env)
         self._lock = threading.Lock()
         self._tracker: Tracker | None = None
-        self._cache: tuple[Any, list[RunRecord]] | None = None
+        # (fingerprint, records newest first, records by run id)
+        self._cache: tuple[Any, list[RunRecord], dict[str, RunRecord]] | None = None
+        self._watch_lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+        self._searcher: LocalTracker | None = None
         self._cached_at = 0.0
         self._pending: concurrent.futures.Future[list[RunRecord]] | None = None
         self._watch: sqlite3.Connection | None = None
@@ -86,6 +93,10 @@ class Store:
             config = TrackingConfig.from_env(self.env, backend="gcp")
         try:
             self._tracker = open_tracker(config, timeout_s=10.0) if self.tracking == "gcp" else open_tracker(config)
+            if isinstance(self._tracker, LocalTracker):
+                # A connection of its own for searches: a cache refill holds the other one for seconds.
+                # Opened with it, before the first fingerprint, so its schema check is no change either.
+                self._searcher = LocalTracker(self.db_path)
         except Exception as exc:  # noqa: BLE001 - any client failure becomes the banner
             raise Unavailable(f"{self.tracking} tracking: {_first_line(exc)}") from exc
         return self._tracker
@@ -96,12 +107,13 @@ class Store:
         if self.tracking != "local":
             return None
         try:
-            if self._watch is None:
-                if not self.db_path.is_file():
-                    return None
-                uri = f"file:{self.db_path}?mode=ro"
-                self._watch = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
-            return self._watch.execute("PRAGMA data_version").fetchone()[0]
+            with self._watch_lock:
+                if self._watch is None:
+                    if not self.db_path.is_file():
+                        return None
+                    uri = f"file:{self.db_path}?mode=ro"
+                    self._watch = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
+                return self._watch.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return None
 
@@ -130,9 +142,55 @@ class Store:
                 self.problem = f"{self.tracking} tracking: {_first_line(exc)}"
                 raise Unavailable(self.problem) from exc
             self.problem = None
-            self._cache = (fingerprint, found)
+            self._cache = (fingerprint, found, {r.run_id: r for r in found})
             self._cached_at = time.monotonic()
             return found
+
+    def search(self, query: RunQuery) -> SearchResult:
+        """One page of the runs ``query`` selects. The local backend finds the page in SQL and only the page's
+        runs are decoded (taken from the cache when it is current), so the first request does not wait for
+        every run to be read; a remote backend's cached records are searched in Python."""
+        if self.tracking != "local":
+            return search(self.records(), query)
+        if self._searcher is None:
+            with self._lock:
+                try:
+                    self._open()
+                except Unavailable as exc:
+                    self.problem = str(exc)
+                    raise
+        tracker = self._searcher
+        if tracker is None:
+            return SearchResult(0, query.offset, [])
+        cached = self._current_by_id()
+        try:
+            total, ids = tracker.search_ids(query)
+            missing = [i for i in ids if i not in cached]
+            fetched = {r.run_id: r for r in tracker.get_runs(missing)} if missing else {}
+        except ExpforgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a database error: a banner on the page
+            self.problem = f"{self.tracking} tracking: {_first_line(exc)}"
+            raise Unavailable(self.problem) from exc
+        self.problem = None
+        runs = [cached.get(i) or fetched[i] for i in ids if i in cached or i in fetched]
+        return SearchResult(total, query.offset, runs)
+
+    def _current_by_id(self) -> dict[str, RunRecord]:
+        """The cached records by run id when the cache is current, else ``{}`` — and the cache is then refilled
+        in the background (one refill at a time), so later pages are served from it without waiting."""
+        cache = self._cache
+        if cache is not None and cache[0] == self._fingerprint():
+            return cache[2]
+        with self._watch_lock:
+            if self._warming is None or not self._warming.is_alive():
+                self._warming = threading.Thread(target=self._refill, daemon=True)
+                self._warming.start()
+        return {}
+
+    def _refill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.records()
 
     def _list(self) -> list[RunRecord]:
         tracker = self._open()
@@ -158,9 +216,11 @@ class Store:
 
     def record(self, run_id: str) -> RunRecord:
         """One run with its series; :class:`NotFound` when it is not tracked."""
-        for record in self.records():
-            if record.run_id == run_id:
-                return record
+        self.records()
+        cache = self._cache
+        found = cache[2].get(run_id) if cache is not None else None
+        if found is not None:
+            return found
         raise NotFound(f"run {run_id!r} not found")
 
     def children(self, run_id: str) -> list[RunRecord]:
@@ -188,6 +248,9 @@ class Store:
         if self._tracker is not None and self._pending is None:
             self._tracker.close()
         self._tracker = None
+        if self._searcher is not None:
+            self._searcher.close()
+        self._searcher = None
 
     # -- run.json ------------------------------------------------------------------------------------------
 
