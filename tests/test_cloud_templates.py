@@ -132,6 +132,17 @@ def test_a_template_uri_of_the_wrong_form_is_one_line(uri: str) -> None:
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "create", "--cron", "0 3 * * *"]])
+def test_submit_and_schedule_take_exactly_one_of_pipeline_and_template(command: list[str]) -> None:
+    for given in ([], ["mnist-baseline", "--template", f"{REPO}/pkg"]):
+        result = CliRunner().invoke(app, [*command, *given, "--project", PROJECT, "--region", REGION])
+        assert result.exit_code == 2 and "PIPELINE: give a pipeline name or file, or --template URI (exactly one)" in (
+            result.stderr
+        )
+    wrong = CliRunner().invoke(app, [*command, "--template", "gs://b/p.yaml", "--project", PROJECT])
+    assert wrong.exit_code == 2 and "--template: 'gs://b/p.yaml' is not a template URI" in wrong.stderr
+
+
 def test_template_forms() -> None:
     assert parse_template(f"{REPO}/pkg").uri == f"{REPO}/pkg/latest"
     assert parse_template(f"{REPO}/pkg/v1").uri == f"{REPO}/pkg/v1"

@@ -99,20 +99,16 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
     ) -> None:
         """Compile and submit a pipeline to Vertex AI Pipelines; print the console URL."""
         from expforge.cloud.submit import submit_pipeline
+        from expforge.cloud.templates import pipeline_or_template
 
-        if (pipeline is None) == (template is None):
-            raise ExpforgeError("PIPELINE: give a pipeline name or file, or --template URI (exactly one)")
-        if template is not None:
-            from expforge.cloud.templates import parse_template
-
-            parse_template(template)  # a wrong form is one line before anything else
+        source = pipeline_or_template(pipeline, template)
         if target not in ("vertex", "kfp"):
             raise ExpforgeError(f"--target: {target!r}: expected vertex or kfp")
         if target == "kfp":
             from expforge.cloud.kfp_target import submit_kfp
 
             kfp_run = submit_kfp(
-                template or pipeline or "",
+                source,
                 host=host,
                 namespace=namespace,
                 experiment=experiment,
@@ -147,7 +143,7 @@ def register(command: Callable[[str], Callable], app: typer.Typer) -> None:
             "dry_run": dry_run,
             "api_endpoint": api_endpoint or os.environ.get(ENDPOINT_ENV) or None,
         }
-        result = submit_pipeline(template or pipeline or "", **options)
+        result = submit_pipeline(source, **options)
         for warning in result.warnings:
             typer.echo(f"expforge: warning: {warning}", err=True)
         if dry_run:

@@ -49,16 +49,12 @@ def register(app: typer.Typer) -> None:
 
         from expforge.cloud.cli import _pairs
         from expforge.cloud.schedules import SCHEDULE_URL, create_schedule
+        from expforge.cloud.templates import pipeline_or_template
 
-        if (pipeline is None) == (template is None):
-            raise ExpforgeError("PIPELINE: give a pipeline name or file, or --template URI (exactly one)")
-        if template is not None:
-            from expforge.cloud.templates import parse_template
-
-            parse_template(template)
+        source = pipeline_or_template(pipeline, template)
         try:
             info = create_schedule(
-                template or pipeline or "",
+                source,
                 cron=cron,
                 project=project,
                 region=region,

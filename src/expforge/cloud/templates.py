@@ -94,6 +94,18 @@ def parse_template(uri: str, flag: str = "--template") -> TemplateRef:
     return TemplateRef(Repo(match["location"], match["project"], match["repo"]), package, ref)
 
 
+def pipeline_or_template(pipeline: str | None, template: str | None) -> str:
+    """What a command runs: its PIPELINE argument (a name or compiled YAML) or its ``--template`` URI, exactly
+    one of them; a template of the wrong form is one line before anything else is done."""
+    if (pipeline is None) == (template is None):
+        raise ExpforgeError("PIPELINE: give a pipeline name or file, or --template URI (exactly one)")
+    if template is not None:
+        parse_template(template)
+        return template
+    assert pipeline is not None, "checked above: exactly one is given"
+    return pipeline
+
+
 def _context_file(repo: Repo, endpoint: str, directory: Path) -> Path:
     """A RegistryClient context file aiming every URL of the KFP context at the stand-in ``endpoint``."""
     import kfp.registry
