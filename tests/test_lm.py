@@ -349,6 +349,8 @@ def test_cli_end_to_end(corpus: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, [*args[:5], "--context", "100000", "--device", "cpu", "--overwrite"])
     assert bad.exit_code == 2
     assert bad.output.strip().count("\n") == 0 and "expforge: error: --context" in bad.output
+    clock = runner.invoke(app, [*args, "--overwrite", "--time-budget-s", "1", "--budget-clock", "gpu"])
+    assert clock.exit_code == 2 and "expforge: error: --budget-clock: 'gpu'" in clock.output
 
 
 def _artifact(kind: type, path: Path) -> dsl.Artifact:

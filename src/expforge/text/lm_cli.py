@@ -38,10 +38,15 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
         eval_interval: int = typer.Option(50, "--eval-interval", help="Steps between evaluations/checkpoints."),
         eval_batches: int = typer.Option(8, "--eval-batches", help="Validation batches per evaluation."),
         device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
-        no_amp: bool = typer.Option(False, "--no-amp", help="Full precision on GPU."),
+        no_amp: bool = typer.Option(
+            False, "--no-amp", help="Full precision (no mixed precision on GPU, no bfloat16 on a bf16 CPU)."
+        ),
         seed: int = typer.Option(0, "--seed"),
         time_budget_s: float | None = typer.Option(
             None, "--time-budget-s", help="Stop when this much training time is spent."
+        ),
+        budget_clock: str = typer.Option(
+            "wall", "--budget-clock", help="wall|cpu: --time-budget-s in wall seconds or CPU seconds per thread."
         ),
         resume_from: Path | None = typer.Option(None, "--resume-from", help="Checkpoint to continue from."),
         history_out: Path | None = typer.Option(None, "--history-out", help="Also write the history as CSV."),
@@ -89,6 +94,7 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             amp=not no_amp,
             seed=seed,
             time_budget_s=time_budget_s,
+            budget_clock=budget_clock,
             resume_from=resume_from,
             on_eval=show,
         )
