@@ -7,39 +7,52 @@ than the flag; checking here gives one line naming the flag and the rule.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from expforge.errors import ExpforgeError
 
+
+class _NameRule(NamedTuple):
+    """A name BigQuery requires: its pattern, what ``required (...)`` asks for, and the form it ``is not``."""
+
+    pattern: re.Pattern[str]
+    needed: str
+    form: str
+
+    def check(self, value: str | None, flag: str) -> str:
+        """``value`` stripped, or one line naming ``flag``."""
+        if not value or not value.strip():
+            raise ExpforgeError(f"{flag}: required ({self.needed})")
+        value = value.strip()
+        if not self.pattern.fullmatch(value):
+            raise ExpforgeError(f"{flag}: {value!r} is not {self.form}")
+        return value
+
+
 # Project IDs (6-30 chars) and legacy domain-scoped IDs (example.com:my-project).
-_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_PROJECT = _NameRule(
+    re.compile(r"(?:[a-z][a-z0-9.-]{0,62}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]"),
+    "the Google Cloud project ID, e.g. my-project",
+    "a project ID (6-30 lowercase letters, digits, hyphens; starts with a letter)",
+)
 # Dataset names: letters, digits and underscores, at most 1024 (BigQuery's rule).
-_DATASET = re.compile(r"[A-Za-z0-9_]{1,1024}")
+_DATASET = _NameRule(
+    re.compile(r"[A-Za-z0-9_]{1,1024}"),
+    "the BigQuery dataset, e.g. expforge",
+    "a BigQuery dataset name (letters, digits and underscores, at most 1024)",
+)
 # Multi-regions (US, EU) and regions (us-central1, europe-west4).
 _LOCATION = re.compile(r"(?:US|EU|[a-z]+(?:-[a-z]+)+[0-9]+)", re.IGNORECASE)
 
 
 def check_project(project: str | None, flag: str = "--project") -> str:
     """``project`` when it is a Google Cloud project ID."""
-    if not project or not project.strip():
-        raise ExpforgeError(f"{flag}: required (the Google Cloud project ID, e.g. my-project)")
-    project = project.strip()
-    if not _PROJECT.fullmatch(project):
-        raise ExpforgeError(
-            f"{flag}: {project!r} is not a project ID (6-30 lowercase letters, digits, hyphens; starts with a letter)"
-        )
-    return project
+    return _PROJECT.check(project, flag)
 
 
 def check_dataset(dataset: str | None, flag: str = "--dataset") -> str:
     """``dataset`` when BigQuery would accept it as a dataset name."""
-    if not dataset or not dataset.strip():
-        raise ExpforgeError(f"{flag}: required (the BigQuery dataset, e.g. expforge)")
-    dataset = dataset.strip()
-    if not _DATASET.fullmatch(dataset):
-        raise ExpforgeError(
-            f"{flag}: {dataset!r} is not a BigQuery dataset name (letters, digits and underscores, at most 1024)"
-        )
-    return dataset
+    return _DATASET.check(dataset, flag)
 
 
 def check_location(location: str | None, flag: str = "--location") -> str | None:
