@@ -29,6 +29,7 @@ def train_sklearn(
 
     from expforge.train.sklearn_trainer import train_sklearn as train
     from expforge.train.tensorboard_log import ScalarLog
+    from expforge.viz.epoch_curves import write_epoch_curves
 
     train_dirs, fractions = training_sets(synthetic, real, real_fraction)
     with ScalarLog(tensorboard.path) as board:
@@ -51,4 +52,5 @@ def train_sklearn(
         writer.writeheader()
         writer.writerows(rows)
     history.metadata["format"] = "csv"
+    write_epoch_curves(result.history, tensorboard.path)
     tensorboard.metadata["format"] = "tensorboard"

@@ -40,6 +40,7 @@ def train_torch(
     from expforge.train.tensorboard_log import ScalarLog
     from expforge.train.torch_trainer import TorchTrainConfig, write_history_csv
     from expforge.train.torch_trainer import train_torch as train
+    from expforge.viz.epoch_curves import write_epoch_curves
 
     config = TorchTrainConfig.from_dict(
         {
@@ -85,4 +86,5 @@ def train_torch(
     )
     write_history_csv(result.history, history.path)
     history.metadata["format"] = "csv"
+    write_epoch_curves(result.history, tensorboard.path)
     tensorboard.metadata["format"] = "tensorboard"

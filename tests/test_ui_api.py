@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import struct
 import urllib.parse
 from pathlib import Path
 
@@ -226,6 +227,17 @@ def test_task_detail_and_log(server: Server, runs: Runs) -> None:
     assert status == 200 and text == log and "evaluate" in text
     status, body = server.get(f"/api/runs/{runs.baseline}/tasks/no-such-task")
     assert status == 404 and "no-such-task" in body["detail"]
+
+
+def test_the_trainer_task_lists_its_curves_png_and_serves_it(server: Server, runs: Runs) -> None:
+    status, body = server.get(f"/api/runs/{runs.baseline}/tasks/train-sklearn")
+    assert status == 200
+    files = {(o["name"], f["path"]): f["kind"] for o in body["outputs"] for f in o["files"]}
+    assert files[("tensorboard", "curves.png")] == "image"
+    status, png, headers = server.raw(f"/api/runs/{runs.baseline}/train-sklearn/artifacts/tensorboard/curves.png")
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (800, 320)
 
 
 def test_hyperband_view_has_every_trial_and_one_axis_per_hyperparameter(server: Server, runs: Runs) -> None:

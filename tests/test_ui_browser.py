@@ -128,6 +128,17 @@ def test_run_page_graph_task_panel_log_and_previews(browser, server: Server, run
     screenshot(browser, shots, "run-baseline")
 
 
+def test_the_trainer_task_panel_shows_its_curves_inline(browser, server: Server, runs: Runs, shots: Path) -> None:
+    browser.get(f"{server.url}/runs/{runs.baseline}")
+    css(browser, 'svg.graph g.node[data-key="train-sklearn"]')[0].click()
+    wait(browser, lambda b: css(b, '.task-detail[data-key="train-sklearn"]'), "the task panel did not load")
+    image = css(browser, 'figure.preview.image img[alt="tensorboard/curves.png"]')[0]
+    browser.execute_script("arguments[0].scrollIntoView()", image)  # previews load lazily
+    wait(browser, lambda b: b.execute_script("return arguments[0].naturalWidth", image) == 800, "curves not loaded")
+    assert browser.execute_script("return arguments[0].naturalHeight", image) == 320
+    screenshot(browser, shots, "run-baseline-train")
+
+
 def test_grouped_loop_iterations_and_hyperband_page(browser, server: Server, runs: Runs, shots: Path) -> None:
     record = runs.record(runs.hyperband)
     browser.get(f"{server.url}/runs/{runs.hyperband}")
