@@ -33,8 +33,8 @@ def _as_data(discovery: FontDiscovery) -> tuple[object, ...]:
     return faces, [s.as_dict() for s in discovery.skipped], [s.as_dict() for s in discovery.duplicates]
 
 
-def _entries(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.probe"))
+def _entries(directory: Path) -> list[str]:
+    return list(font_cache.open_cache(directory).entries)
 
 
 def test_cached_discovery_equals_a_fresh_probe(cache_dir: Path, tmp_path: Path) -> None:
@@ -46,6 +46,7 @@ def test_cached_discovery_equals_a_fresh_probe(cache_dir: Path, tmp_path: Path) 
     assert not cache_dir.exists()
     first = discover_fonts(sources)
     assert len(_entries(cache_dir)) == len(sources)
+    assert len(list(cache_dir.iterdir())) == 1  # one cache file, however many fonts
     second = discover_fonts(sources)
     assert _as_data(first) == _as_data(fresh) == _as_data(second)
     assert any("FreeType" in s.reason for s in second.skipped)
@@ -54,8 +55,12 @@ def test_cached_discovery_equals_a_fresh_probe(cache_dir: Path, tmp_path: Path) 
 def test_a_cached_result_is_what_the_probe_gave(cache_dir: Path) -> None:
     path = str(FONTS[0])
     probed = probe_file(path)
-    font_cache.store(cache_dir, path, probed)
-    loaded = font_cache.load(cache_dir, path)
+    key = font_cache.file_key(path)
+    assert key is not None
+    store = font_cache.open_cache(cache_dir)
+    store.put(key, path, probed)
+    store.save()
+    loaded = font_cache.open_cache(cache_dir).get(key, path)
     assert loaded is not None and len(loaded) == len(probed) == 1
     face, again = probed[0], loaded[0]
     assert again == face  # path, index, family and style
@@ -75,15 +80,16 @@ def test_a_changed_font_file_is_probed_again(cache_dir: Path, tmp_path: Path) ->
     assert len(_entries(cache_dir)) == 3
 
 
-def test_a_damaged_entry_is_ignored_and_replaced(cache_dir: Path) -> None:
+def test_a_damaged_cache_is_ignored_and_replaced(cache_dir: Path) -> None:
     fresh = discover_fonts(FONTS[:1], cache=False)
     discover_fonts(FONTS[:1])
-    (entry,) = _entries(cache_dir)
-    for damage in (b"", b"expforge-font-probes 1\n[{", entry.read_bytes()[:-7]):
+    (entry,) = cache_dir.iterdir()
+    whole = entry.read_bytes()
+    for damage in (b"", b"expforge-font-probes 1\n[[", whole[:-7], whole + b"x"):
         entry.write_bytes(damage)
-        assert font_cache.load(cache_dir, str(FONTS[0])) is None
+        assert not _entries(cache_dir)
         assert _as_data(discover_fonts(FONTS[:1])) == _as_data(fresh)
-        assert font_cache.load(cache_dir, str(FONTS[0])) is not None
+        assert len(_entries(cache_dir)) == 1
 
 
 def test_off_writes_no_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,7 +105,7 @@ def test_off_writes_no_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_an_unwritable_cache_is_skipped(cache_dir: Path) -> None:
     cache_dir.mkdir(mode=0o500)
     assert discover_fonts(FONTS[:1]).faces
-    assert not _entries(cache_dir)
+    assert not list(cache_dir.iterdir())
 
 
 def test_warm_cache_gives_the_same_dataset_bytes(cache_dir: Path, tmp_path: Path) -> None:

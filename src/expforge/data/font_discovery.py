@@ -13,7 +13,6 @@ inflate the number of families nor tilt the balance of the dataset.
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -206,18 +205,6 @@ def probe_file(path: str) -> list[FontFace | SkippedFont]:
     return [probe_face(path, index) for index in range(face_count(path))]
 
 
-def probe_file_cached(path: str, cache_dir: Path | None) -> list[FontFace | SkippedFont]:
-    """``probe_file`` through the per-file cache in ``cache_dir`` (``font_cache``); no cache when ``None``."""
-    if cache_dir is None:
-        return probe_file(path)
-    cached = font_cache.load(cache_dir, path)
-    if cached is not None:
-        return cached
-    results = probe_file(path)
-    font_cache.store(cache_dir, path, results)
-    return results
-
-
 # --- choosing --------------------------------------------------------------------------------------------------
 
 
@@ -292,16 +279,29 @@ def discover_fonts(
 ) -> FontDiscovery:
     """Find, probe and deduplicate the faces under ``sources``; ``map_fn`` may be a process pool's ordered map.
 
-    Probe results come from the per-file cache (``font_cache``) where a valid entry exists, unless ``cache`` is
-    false or the cache is turned off; either way the result is the same.
+    Files whose probe results are in the cache (``font_cache``) are not probed again, unless ``cache`` is false
+    or the cache is turned off; either way the result is the same.
 
     Faces are preferred in the order family, style, file, so that a generic family ("Noto Sans") is kept over
     the script-specific ones that copy its digits ("Noto Sans Bengali"), whatever order the files were found in.
     """
     files, searched = collect_font_files(sources)
-    probe = functools.partial(probe_file_cached, cache_dir=font_cache.default_cache_dir() if cache else None)
-    probed = map_fn(probe, [str(f) for f in files])
-    results = [item for items in probed for item in cast(list[FontFace | SkippedFont], items)]
+    names = [str(f) for f in files]
+    store = font_cache.open_cache(font_cache.default_cache_dir() if cache else None)
+    keys = [font_cache.file_key(name) for name in names]
+    probed: dict[int, list[FontFace | SkippedFont]] = {}
+    for number, (name, key) in enumerate(zip(names, keys, strict=True)):
+        hit = store.get(key, name) if key is not None else None
+        if hit is not None:
+            probed[number] = hit
+    missing = [number for number in range(len(names)) if number not in probed]
+    for number, items in zip(missing, map_fn(probe_file, [names[n] for n in missing]), strict=True):
+        probed[number] = cast(list[FontFace | SkippedFont], items)
+        key = keys[number]
+        if key is not None:
+            store.put(key, names[number], probed[number])
+    store.save()
+    results = [item for number in range(len(names)) for item in probed[number]]
     faces = [r for r in results if isinstance(r, FontFace)]
     skipped = [r for r in results if isinstance(r, SkippedFont)]
     faces.sort(key=lambda f: (f.family.casefold(), f.style.casefold(), f.path, f.index))
