@@ -94,7 +94,7 @@ def run_benchmark(
     the figures: the best run is the headline (other work on a shared machine only slows a run down), with the
     median and every run, and the CPU seconds per image, which depend far less on that other work."""
     cache_dir = font_cache.default_cache_dir()
-    cache_entries = len(list(cache_dir.rglob("*.probe"))) if cache_dir is not None and cache_dir.is_dir() else 0
+    cache_entries = len(font_cache.open_cache(cache_dir).entries)
     with tempfile.TemporaryDirectory(prefix="expforge-bench-fonts-", dir=workdir) as work:
         spread_done = spread and _spread(Path(work))
         runs = [_one_run(count, workers, Path(work) / f"fonts-{i}", seed) for i in range(repeats)]
