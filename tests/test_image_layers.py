@@ -65,31 +65,24 @@ def _deps_image_of(step_ref: str) -> str:
     raise AssertionError  # unreachable
 
 
-def _edited_wheel(tmp_path: Path) -> Path:
-    """The project wheel built from a copy of the sources with one line added to a step-library module."""
+def _wheel(tmp_path: Path, name: str, *, edited: bool) -> Path:
+    """The project wheel built from a copy of the sources, with (``edited``) or without one line added to a
+    step-library module. Both wheels come from the same copy, so the edit is their only difference (the
+    wheelhouse's wheel may predate other edits of the working tree)."""
     from imagebuild.wheelhouse import project_files
 
-    source = tmp_path / "src-copy"
+    source = tmp_path / f"src-{name}"
     for path in project_files():
         target = source / path.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    with (source / "src" / "expforge" / "tune" / "space.py").open("a", encoding="utf-8") as handle:
-        handle.write("\n# edited by test_image_layers\n")
-    out = tmp_path / "wheel"
+    if edited:
+        with (source / "src" / "expforge" / "tune" / "space.py").open("a", encoding="utf-8") as handle:
+            handle.write("\n# edited by test_image_layers\n")
+    out = tmp_path / f"wheel-{name}"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--quiet",
-            "-w",
-            str(out),
-            str(source),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out)]
+        + [str(source)],
         check=True,
         env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )
@@ -110,8 +103,8 @@ def test_a_source_edit_changes_only_the_last_layer_and_the_tag(
     recipes = build_images.discover_recipes()
     renamed = dataclasses.replace(recipes[STEP], name=TEST_NAME)  # test-only repository; step stays sample-configs
 
-    original = next((REPO / "build" / "wheelhouse").glob("expforge-*.whl"))
-    edited = _edited_wheel(tmp_path)
+    original = _wheel(tmp_path, "original", edited=False)
+    edited = _wheel(tmp_path, "edited", edited=True)
     plans = []
     for wheel in (original, edited):
         manifest = {wheel.name: build_images.sha256_file(wheel)}
