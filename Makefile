@@ -95,6 +95,10 @@ test: venv fonts lint ## Run every test (Docker tests too when a daemon answers;
 bench: venv fonts ## Benchmarks for the data steps; JSON under bench/results/
 	$(PY) bench/bench_data.py --output bench/results/data.json
 
+.PHONY: bench-images
+bench-images: venv fonts ## make images in a copy of the tree: no-op, one-line edit, one extra changed (holds the images lock); JSON under bench/results/
+	$(PY) bench/bench_images.py --output bench/results/images.json $(BENCH_ARGS)
+
 .PHONY: bench-runner
 bench-runner: venv ## Local runner vs kfp.local (parallelism, per-task overhead, cached re-run) and the demo's times; JSON under bench/results/
 	$(EXPFORGE) compile --pipeline mnist-baseline --output $(BUILD)/bench $(if $(wildcard $(IMAGES_JSON)),--images $(IMAGES_JSON),)
