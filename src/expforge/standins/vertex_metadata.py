@@ -13,7 +13,6 @@ different keys of one run never erase each other's values.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +23,9 @@ from google.longrunning import operations_pb2
 from google.protobuf import struct_pb2
 
 from expforge.standins.vertex_filter import compile_filter
-from expforge.standins.vertex_grpc import V1, Service, already_exists, invalid, not_found, rpc
+from expforge.standins.vertex_grpc import V1, already_exists, invalid, not_found, rpc
 from expforge.standins.vertex_operations import Operations
-from expforge.standins.vertex_resources import NumericIds, check_location, child_id, copy_message, now, paginate
+from expforge.standins.vertex_resources import ResourceService, check_location, child_id, copy_message, now, paginate
 
 _MUTABLE = ("display_name", "labels", "schema_title", "schema_version", "description", "state", "uri")
 
@@ -66,15 +65,13 @@ def _merge_update(stored: Any, update: Any, mask: list[str]) -> None:
     stored.update_time = now()
 
 
-class Metadata(Service):
+class Metadata(ResourceService):
     """In-memory ML Metadata: stores, contexts, executions, artifacts, events and lineage queries."""
 
     SERVICE = f"{V1}.MetadataService"
 
     def __init__(self, operations: Operations) -> None:
-        self._operations = operations
-        self._lock = threading.RLock()
-        self._ids = NumericIds(3_000_000_000_000_000_000)
+        super().__init__(operations, 3_000_000_000_000_000_000)
         self._stores: dict[str, _Store] = {}
 
     # --- internals ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ The rules the registry code relies on, as Vertex applies them:
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 
 from google.cloud.aiplatform_v1 import types
@@ -20,9 +19,9 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from expforge.standins.vertex_filter import compile_filter
-from expforge.standins.vertex_grpc import V1, Service, invalid, not_found, rpc
+from expforge.standins.vertex_grpc import V1, invalid, not_found, rpc
 from expforge.standins.vertex_operations import Operations
-from expforge.standins.vertex_resources import NumericIds, check_location, child_id, copy_message, now, paginate
+from expforge.standins.vertex_resources import ResourceService, check_location, child_id, copy_message, now, paginate
 
 _ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]")
 DEFAULT_ALIAS = "default"
@@ -58,15 +57,13 @@ def _check_aliases(aliases: list[str], *, allow_removal: bool) -> None:
             )
 
 
-class Models(Service):
+class Models(ResourceService):
     """In-memory Model Registry answering the ``ModelService`` RPCs the SDK uses."""
 
     SERVICE = f"{V1}.ModelService"
 
     def __init__(self, operations: Operations) -> None:
-        self._operations = operations
-        self._lock = threading.RLock()
-        self._ids = NumericIds(7_000_000_000_000_000_000)
+        super().__init__(operations, 7_000_000_000_000_000_000)
         self._models: dict[str, _ModelEntry] = {}  # model resource name (no version) -> entry
 
     # --- names -------------------------------------------------------------------------------------------

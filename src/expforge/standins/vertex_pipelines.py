@@ -12,7 +12,6 @@ for that context to attach the run to the experiment. Jobs stay ``PENDING`` unti
 from __future__ import annotations
 
 import re
-import threading
 from typing import cast
 
 import grpc
@@ -22,11 +21,11 @@ from google.protobuf import empty_pb2, json_format
 
 from expforge.cloud.labels import label_problem
 from expforge.standins.vertex_filter import compile_filter
-from expforge.standins.vertex_grpc import V1, RpcFailure, Service, already_exists, invalid, not_found, rpc
+from expforge.standins.vertex_grpc import V1, RpcFailure, already_exists, invalid, not_found, rpc
 from expforge.standins.vertex_metadata import Metadata
 from expforge.standins.vertex_operations import Operations
 from expforge.standins.vertex_progress import Frame, Life, apply, frames
-from expforge.standins.vertex_resources import NumericIds, check_location, copy_message, now, paginate
+from expforge.standins.vertex_resources import ResourceService, check_location, copy_message, now, paginate
 
 _JOB_ID = re.compile(r"[a-z][-a-z0-9]{0,127}")
 # proto-plus ships no type information, so mypy reads a proto.Enum's members as plain ints; the two states this
@@ -65,16 +64,14 @@ def _check_job(job: types.PipelineJob) -> None:
         raise invalid(f"pipeline_job.labels: {problem}")
 
 
-class Pipelines(Service):
+class Pipelines(ResourceService):
     """In-memory pipeline jobs."""
 
     SERVICE = f"{V1}.PipelineService"
 
     def __init__(self, operations: Operations, metadata: Metadata) -> None:
-        self._operations = operations
+        super().__init__(operations, 5_000_000_000_000_000_000)
         self._metadata = metadata
-        self._lock = threading.RLock()
-        self._ids = NumericIds(5_000_000_000_000_000_000)
         self.jobs: dict[str, types.PipelineJob] = {}
         self.life: Life | None = None  # the life of jobs created from now on (None: they stay PENDING)
         self._lives: dict[str, list[Frame]] = {}

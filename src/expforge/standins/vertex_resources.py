@@ -11,9 +11,12 @@ import itertools
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from expforge.standins.vertex_grpc import invalid
+from expforge.standins.vertex_grpc import Service, invalid
+
+if TYPE_CHECKING:
+    from expforge.standins.vertex_operations import Operations
 
 T = TypeVar("T")
 
@@ -65,3 +68,13 @@ def copy_message(message: T) -> T:
     """A deep copy of a proto-plus message (stored state never aliases a request or a response)."""
     cls: Any = type(message)
     return cls.deserialize(cls.serialize(message))
+
+
+class ResourceService(Service):
+    """A service that keeps resources: the stand-in's shared long-running ``Operations``, one re-entrant lock
+    (a handler may call another under it) and Vertex-style numeric ids counted from ``first_id``."""
+
+    def __init__(self, operations: Operations, first_id: int) -> None:
+        self._operations = operations
+        self._lock = threading.RLock()
+        self._ids = NumericIds(first_id)

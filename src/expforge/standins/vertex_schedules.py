@@ -8,7 +8,6 @@ machine pause/resume/delete works on (ACTIVE ⇄ PAUSED; pausing a paused schedu
 from __future__ import annotations
 
 import datetime
-import threading
 from typing import cast
 
 import grpc
@@ -18,10 +17,10 @@ from google.protobuf import empty_pb2
 
 from expforge.cloud.cron import cron_problem
 from expforge.standins.vertex_filter import compile_filter
-from expforge.standins.vertex_grpc import V1, RpcFailure, Service, invalid, not_found, rpc
+from expforge.standins.vertex_grpc import V1, RpcFailure, invalid, not_found, rpc
 from expforge.standins.vertex_operations import Operations
 from expforge.standins.vertex_pipelines import _check_job
-from expforge.standins.vertex_resources import NumericIds, check_location, copy_message, now, paginate
+from expforge.standins.vertex_resources import ResourceService, check_location, copy_message, now, paginate
 
 State = types.Schedule.State
 # proto-plus ships no type information, so mypy reads a proto.Enum's members as plain ints; the two states a
@@ -30,15 +29,13 @@ _ACTIVE = cast(State, State.ACTIVE)
 _PAUSED = cast(State, State.PAUSED)
 
 
-class Schedules(Service):
+class Schedules(ResourceService):
     """In-memory schedules."""
 
     SERVICE = f"{V1}.ScheduleService"
 
     def __init__(self, operations: Operations) -> None:
-        self._operations = operations
-        self._lock = threading.RLock()
-        self._ids = NumericIds(7_000_000_000_000_000_000)
+        super().__init__(operations, 7_000_000_000_000_000_000)
         self.schedules: dict[str, types.Schedule] = {}
 
     def _get(self, name: str) -> types.Schedule:

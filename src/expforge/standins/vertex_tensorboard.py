@@ -9,7 +9,6 @@ in-memory tree serves the four resource levels.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import proto
@@ -18,22 +17,20 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from expforge.standins.vertex_filter import compile_filter
-from expforge.standins.vertex_grpc import V1, Service, already_exists, invalid, not_found, rpc
+from expforge.standins.vertex_grpc import V1, already_exists, invalid, not_found, rpc
 from expforge.standins.vertex_operations import Operations
-from expforge.standins.vertex_resources import NumericIds, check_location, child_id, copy_message, now, paginate
+from expforge.standins.vertex_resources import ResourceService, check_location, child_id, copy_message, now, paginate
 
 _DEFAULT_MAX_POINTS = 1000
 
 
-class Tensorboards(Service):
+class Tensorboards(ResourceService):
     """In-memory Tensorboards, experiments, runs, time series and their scalar points."""
 
     SERVICE = f"{V1}.TensorboardService"
 
     def __init__(self, operations: Operations) -> None:
-        self._operations = operations
-        self._lock = threading.RLock()
-        self._ids = NumericIds(9_000_000_000_000_000_000)
+        super().__init__(operations, 9_000_000_000_000_000_000)
         self._resources: dict[str, Any] = {}  # name -> Tensorboard | ...Experiment | ...Run | ...TimeSeries
         self._points: dict[str, list[types.TimeSeriesDataPoint]] = {}  # time series name -> points
 
