@@ -15,6 +15,7 @@ from expforge.standins.gcloud_emulator import (
     GcloudEmulator,
     gcloud_emulator_unavailable,
     launch_gcloud_emulator,
+    running,
 )
 
 __all__ = ["START_TIMEOUT_S", "FirestoreEmulator", "firestore_unavailable", "launch_firestore_emulator"]
@@ -51,9 +52,5 @@ def start_firestore_emulator(
     *, port: int | None = None, host: str = "127.0.0.1", project: str = "expforge-local"
 ) -> Iterator[FirestoreEmulator]:
     """A running emulator for the ``with`` block (stopped on exit)."""
-    emulator = launch_firestore_emulator(port=port, host=host, project=project)
-    try:
-        emulator.wait_ready()
+    with running(launch_firestore_emulator(port=port, host=host, project=project)) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

@@ -8,9 +8,10 @@ variable (``host:port``, no scheme), and it is ready once it answers ``Ok`` on `
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, Self, TypeVar
 
@@ -78,3 +79,12 @@ def launch_gcloud_emulator(
     env = {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_PROJECT": project}
     process = ManagedProcess(f"{service} emulator", argv, Path(workdir.name) / f"{slug}.log", env)
     return kind(host, chosen, process, project, _workdir=workdir)
+
+
+@contextlib.contextmanager
+def running(emulator: E) -> Iterator[E]:
+    """``emulator`` ready for the ``with`` block and stopped when it ends (also when it never became ready)."""
+    try:
+        yield emulator.wait_ready()
+    finally:
+        emulator.stop()

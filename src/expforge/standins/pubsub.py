@@ -17,6 +17,7 @@ from expforge.standins.gcloud_emulator import (
     GcloudEmulator,
     gcloud_emulator_unavailable,
     launch_gcloud_emulator,
+    running,
 )
 
 __all__ = ["START_TIMEOUT_S", "PubSubEmulator", "launch_pubsub_emulator", "pubsub_unavailable"]
@@ -60,9 +61,5 @@ def start_pubsub_emulator(
     *, port: int | None = None, host: str = "127.0.0.1", project: str = "expforge-local"
 ) -> Iterator[PubSubEmulator]:
     """A running emulator for the ``with`` block (stopped on exit)."""
-    emulator = launch_pubsub_emulator(port=port, host=host, project=project)
-    try:
-        emulator.wait_ready()
+    with running(launch_pubsub_emulator(port=port, host=host, project=project)) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
