@@ -22,8 +22,8 @@ def adapt(
     adapted: Output[Model],
     metrics: Output[Metrics],
     methods: list = ["adabn", "self-train"],  # noqa: B006 (a KFP default, never mutated)
-    rounds: int = 3,
-    threshold: float = 0.9,
+    rounds: int = 5,
+    threshold: float = 0.7,
     device: str = "auto",
     seed: int = 0,
 ) -> AdaptOutputs:
