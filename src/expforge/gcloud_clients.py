@@ -158,7 +158,7 @@ def firestore_client(project: str, *, emulator_host: str | None = None) -> Any:
 
 def storage_client(project: str, *, credentials: Any = None) -> Any:
     """A Cloud Storage client; anonymous when ``STORAGE_EMULATOR_HOST`` names a stand-in."""
-    from google.cloud import storage  # type: ignore[attr-defined]  # (google-cloud-storage ships no py.typed)
+    from google.cloud import storage
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return storage.Client(project=project, credentials=anonymous_credentials())
