@@ -53,6 +53,16 @@ class EpochMetrics:
     train_accuracy: float
     val_accuracy: float
 
+    def final_metrics(self) -> dict[str, float]:
+        """The losses and accuracies a run reports as its final metrics when this is its last epoch (both
+        trainers; the torch trainer adds its own keys after these)."""
+        return {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_accuracy": self.val_accuracy,
+        }
+
 
 @dataclass
 class TrainResult:
@@ -212,13 +222,7 @@ def train_sklearn(
             if on_epoch is not None:
                 on_epoch(history[-1])
 
-    last = history[-1]
-    final = {
-        "train_loss": last.train_loss,
-        "val_loss": last.val_loss,
-        "train_accuracy": last.train_accuracy,
-        "val_accuracy": last.val_accuracy,
-    }
+    final = history[-1].final_metrics()
     params: dict[str, object] = {
         "model": model,
         "loss": LOSSES[model],

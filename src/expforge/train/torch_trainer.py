@@ -198,12 +198,8 @@ def train_torch(
         config_dict=config_dict,
     )
     trained = history[start_epoch:]
-    last = history[-1]
     final = {
-        "train_loss": last.train_loss,
-        "val_loss": last.val_loss,
-        "train_accuracy": last.train_accuracy,
-        "val_accuracy": last.val_accuracy,
+        **history[-1].final_metrics(),
         "epochs_trained": float(len(trained)),
         "seconds": elapsed,
         "images_per_second": float(np.mean([h.images_per_second for h in trained])) if trained else 0.0,
