@@ -22,7 +22,7 @@ import contextlib
 import functools
 import inspect
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ IMAGE_REPOSITORY_PREFIX = "expforge"
 DEFAULT_IMAGE_TAG = "latest"
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 STEP_COMPONENTS: dict[str, python_component.PythonComponent] = {}
 
@@ -128,6 +129,37 @@ def training_sets(synthetic: dsl.Artifact, real: dsl.Artifact, real_fraction: fl
     if real_fraction <= 0:
         return [artifact_dir(synthetic)], [1.0]
     return [artifact_dir(synthetic), artifact_dir(real)], [1.0, real_fraction]
+
+
+def train_on_sets(
+    train: Callable[..., T],
+    synthetic: dsl.Artifact,
+    real: dsl.Artifact,
+    output: dsl.Artifact,
+    tensorboard: dsl.Artifact,
+    real_fraction: float,
+    **options: Any,
+) -> T:
+    """Call a trainer the way every training step does: on :func:`training_sets`, validating on real val, the
+    model (or checkpoint) at ``output``, each epoch's values into ``tensorboard``'s event files; ``options``
+    are the trainer's own keywords."""
+    from expforge.train.tensorboard_log import ScalarLog
+
+    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
+    with ScalarLog(tensorboard.path) as board:
+        return train(
+            train_dirs, artifact_dir(real), output.path, train_fractions=fractions, on_epoch=board.record, **options
+        )
+
+
+def record_epoch_outputs(history: dsl.Artifact, tensorboard: dsl.Artifact, epochs: Sequence[Any]) -> None:
+    """Mark a training step's written history CSV and TensorBoard directory, and add the epoch-curve plot to
+    the latter (see :func:`expforge.viz.epoch_curves.write_epoch_curves`)."""
+    from expforge.viz.epoch_curves import write_epoch_curves
+
+    history.metadata["format"] = "csv"
+    write_epoch_curves(epochs, tensorboard.path)
+    tensorboard.metadata["format"] = "tensorboard"
 
 
 def describe(artifact: dsl.Artifact, summary: Mapping[str, Any], **extra: Any) -> None:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, training_sets
+from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, train_on_sets
 
 
 class TrialOutputs(NamedTuple):
@@ -59,7 +59,6 @@ def hyperband_trial(
     from pathlib import Path
 
     from expforge.errors import ExpforgeError
-    from expforge.train.tensorboard_log import ScalarLog
     from expforge.train.torch_trainer import TorchTrainConfig, train_torch
     from expforge.tune.records import (
         RANDOM_SEARCH_BRACKET_PARAMETER,
@@ -89,20 +88,19 @@ def hyperband_trial(
         {"seed": seed, **item.config, "schedule_epochs": max_epochs},
         labels={key: f"trial {trial_id}: config.{key}" for key in item.config},
     )
-    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    with ScalarLog(tensorboard.path) as board:
-        result = train_torch(
-            train_dirs,
-            artifact_dir(real),
-            checkpoint.path,
-            config=config,
-            epochs=epochs,
-            train_fractions=fractions,
-            curriculum=curriculum,
-            resume_from=resume_from,
-            device=device,
-            on_epoch=board.record,
-        )
+    result = train_on_sets(
+        train_torch,
+        synthetic,
+        real,
+        checkpoint,
+        tensorboard,
+        real_fraction,
+        config=config,
+        epochs=epochs,
+        curriculum=curriculum,
+        resume_from=resume_from,
+        device=device,
+    )
     tensorboard.metadata["format"] = "tensorboard"
 
     rows = finite_json([dataclasses.asdict(epoch) for epoch in result.history])

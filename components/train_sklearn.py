@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, training_sets
+from expforge.components._adapter import describe, log_scalars, record_epoch_outputs, step_component, train_on_sets
 
 
 @step_component("train-sklearn")
@@ -28,22 +28,19 @@ def train_sklearn(
     import dataclasses
 
     from expforge.train.sklearn_trainer import train_sklearn as train
-    from expforge.train.tensorboard_log import ScalarLog
-    from expforge.viz.epoch_curves import write_epoch_curves
 
-    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    with ScalarLog(tensorboard.path) as board:
-        result = train(
-            train_dirs,
-            artifact_dir(real),
-            model.path,
-            model=model_type,
-            epochs=epochs,
-            seed=seed,
-            train_fractions=fractions,
-            curriculum=schedule,
-            on_epoch=board.record,
-        )
+    result = train_on_sets(
+        train,
+        synthetic,
+        real,
+        model,
+        tensorboard,
+        real_fraction,
+        model=model_type,
+        epochs=epochs,
+        seed=seed,
+        curriculum=schedule,
+    )
     log_scalars(metrics, result.final)
     describe(model, result.params, framework="scikit-learn", format="skops")
     rows = [dataclasses.asdict(epoch) for epoch in result.history]
@@ -51,6 +48,4 @@ def train_sklearn(
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["epoch"])
         writer.writeheader()
         writer.writerows(rows)
-    history.metadata["format"] = "csv"
-    write_epoch_curves(result.history, tensorboard.path)
-    tensorboard.metadata["format"] = "tensorboard"
+    record_epoch_outputs(history, tensorboard, result.history)

@@ -3,7 +3,7 @@ ones, with per-epoch metrics and a resumable checkpoint as the model."""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from expforge.components._adapter import artifact_dir, describe, log_scalars, step_component, training_sets
+from expforge.components._adapter import describe, log_scalars, record_epoch_outputs, step_component, train_on_sets
 
 
 @step_component("train-torch")
@@ -37,10 +37,8 @@ def train_torch(
     the same per-epoch values (and the learning rate and throughput) as TensorBoard event files.
     """
     from expforge.train.checkpoint import CHECKPOINT_FORMAT
-    from expforge.train.tensorboard_log import ScalarLog
     from expforge.train.torch_trainer import TorchTrainConfig, write_history_csv
     from expforge.train.torch_trainer import train_torch as train
-    from expforge.viz.epoch_curves import write_epoch_curves
 
     config = TorchTrainConfig.from_dict(
         {
@@ -56,19 +54,18 @@ def train_torch(
             "seed": seed,
         }
     )
-    train_dirs, fractions = training_sets(synthetic, real, real_fraction)
-    with ScalarLog(tensorboard.path) as board:
-        result = train(
-            train_dirs,
-            artifact_dir(real),
-            model.path,
-            config=config,
-            epochs=epochs,
-            train_fractions=fractions,
-            curriculum=curriculum,
-            device=device,
-            on_epoch=board.record,
-        )
+    result = train_on_sets(
+        train,
+        synthetic,
+        real,
+        model,
+        tensorboard,
+        real_fraction,
+        config=config,
+        epochs=epochs,
+        curriculum=curriculum,
+        device=device,
+    )
     per_epoch = {
         f"epoch_{epoch.epoch:03d}_{key}": getattr(epoch, key)
         for epoch in result.history
@@ -85,6 +82,4 @@ def train_torch(
         device=result.device,
     )
     write_history_csv(result.history, history.path)
-    history.metadata["format"] = "csv"
-    write_epoch_curves(result.history, tensorboard.path)
-    tensorboard.metadata["format"] = "tensorboard"
+    record_epoch_outputs(history, tensorboard, result.history)
