@@ -164,6 +164,25 @@ class TrialSettings(NamedTuple):
         return task
 
 
+class DigitData(NamedTuple):
+    """The two dataset tasks every digit pipeline starts from: real MNIST and font-rendered digits."""
+
+    real: dsl.PipelineTask
+    synthetic: dsl.PipelineTask
+
+    def trials(self, **settings: Value) -> TrialSettings:
+        """The :class:`TrialSettings` of a search that trains on these datasets (``settings``: its other fields)."""
+        return TrialSettings(self.synthetic.outputs["dataset"], self.real.outputs["dataset"], **settings)
+
+
+def add_digit_data(mnist_limit: Value, mnist_source: Value, font_count: Value, seed: Value) -> DigitData:
+    """Add both dataset tasks to the enclosing pipeline, named and sized alike in every digit pipeline."""
+    real = bootstrap_mnist(limit=mnist_limit, source=mnist_source, seed=seed).set_display_name("bootstrap real MNIST")
+    synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
+    synthetic.set_cpu_limit("2").set_memory_limit("4G")
+    return DigitData(real, synthetic)
+
+
 #: Adds one search over the given trials and search space to the enclosing pipeline (the demo pipelines' hook).
 SearchBuilder = Callable[[TrialSettings, Value], HpoResult]
 
@@ -291,19 +310,8 @@ def _digits_pipeline(
         seed: int = 0,
         search_space: dict = DEFAULT_SEARCH_SPACE,
     ) -> HpoOutputs:
-        real = bootstrap_mnist(limit=mnist_limit, source=mnist_source, seed=seed).set_display_name(
-            "bootstrap real MNIST"
-        )
-        synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
-        synthetic.set_cpu_limit("2").set_memory_limit("4G")
-        trials = TrialSettings(
-            synthetic.outputs["dataset"],
-            real.outputs["dataset"],
-            real_fraction=real_fraction,
-            curriculum=curriculum,
-            device=device,
-            seed=seed,
-            **resources,
+        trials = add_digit_data(mnist_limit, mnist_source, font_count, seed).trials(
+            real_fraction=real_fraction, curriculum=curriculum, device=device, seed=seed, **resources
         )
         result = add_search(trials, search_space)
         return HpoOutputs(model=result.best_model, config=result.best_config, val_accuracy=result.best_val_accuracy)

@@ -25,13 +25,11 @@ from kfp import dsl
 from kfp.dsl import Model
 
 from expforge.components.adapt import adapt
-from expforge.components.bootstrap_mnist import bootstrap_mnist
 from expforge.components.drift_check import drift_check
 from expforge.components.evaluate import evaluate
 from expforge.components.register_model import register_model
-from expforge.components.render_font_digits import render_font_digits
 from expforge.errors import ExpforgeError
-from expforge.pipelines.hpo import TrialSettings, add_hyperband, add_random_search
+from expforge.pipelines.hpo import add_digit_data, add_hyperband, add_random_search
 from expforge.pipelines.presets import MNIST_SYNTHETIC_PRESETS, get_preset
 from expforge.tune.hyperband import hyperband_schedule
 from expforge.tune.random_search import matched_budget
@@ -109,14 +107,9 @@ def build(
         model_name: str = "mnist-digits",
         registry: str = "local",
     ) -> MnistSyntheticOutputs:
-        real = bootstrap_mnist(limit=mnist_limit, source=mnist_source, seed=seed).set_display_name(
-            "bootstrap real MNIST"
-        )
-        synthetic = render_font_digits(count=font_count, seed=seed).set_display_name("render font digits")
-        synthetic.set_cpu_limit("2").set_memory_limit("4G")
-        trials = TrialSettings(
-            synthetic.outputs["dataset"],
-            real.outputs["dataset"],
+        data = add_digit_data(mnist_limit, mnist_source, font_count, seed)
+        real, synthetic = data.real, data.synthetic
+        trials = data.trials(
             real_fraction=real_fraction,
             curriculum=curriculum,
             device=device,
