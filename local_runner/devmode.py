@@ -274,18 +274,11 @@ def interpreter_code() -> dict[str, Any]:
         return {"mode": "installed", "package": str(package), "version": version}
 
 
-def code_identity_of_interpreter() -> str:
-    """The part of the subprocess backend's cache key that names its code: ``tree:<hash>`` or
-    ``installed:<version>``."""
-    code = interpreter_code()
-    return f"tree:{code['tree_hash']}" if code["mode"] == "tree" else f"installed:{code['version']}"
-
-
 def code_record(runner: Any) -> dict[str, Any]:
     """``run.json``'s ``code``: which code the tasks ran — ``dev`` (tree mounted into the images), ``tree``
     (subprocess backend: the interpreter's own expforge, a checkout when installed editable) or ``image``."""
     if isinstance(runner, DevDockerBackend):
         return runner.source.record("dev")
     if runner.name == "subprocess":
-        return interpreter_code()
+        return dict(runner.code_record())
     return {"mode": "image"}

@@ -17,6 +17,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from expforge.local_runner import safefs
 from expforge.local_runner.backends import Launch, LaunchResult, signal_reason
@@ -62,7 +63,7 @@ class SubprocessBackend:
         self._lock = threading.Lock()
         self._running: dict[int, subprocess.Popen[bytes]] = {}
         self._cancelled = False
-        self._code: str | None = None
+        self._code: dict[str, Any] | None = None
 
     def check_images(self, images: dict[str, list[str]]) -> None:
         """Images are not used by this backend."""
@@ -79,14 +80,19 @@ class SubprocessBackend:
             kfp_version = "none"
         return f"subprocess:{sys.prefix}:{sys.version.split()[0]}:kfp-{kfp_version}:{self._code_identity()}"
 
-    def _code_identity(self) -> str:
-        """``tree:<hash>`` of the checkout the tasks import expforge from (hashed once per run), else the
-        installed version: an installed wheel only changes with its version."""
+    def code_record(self) -> dict[str, Any]:
+        """``run.json``'s ``code``: the checkout the tasks import expforge from (``mode: tree`` with its content
+        hash) or the installed package. Worked out once per backend, i.e. once per run, for both the record and
+        the cache key, so the two always agree."""
         if self._code is None:
-            from expforge.local_runner.devmode import code_identity_of_interpreter
+            from expforge.local_runner.devmode import interpreter_code
 
-            self._code = code_identity_of_interpreter()
+            self._code = interpreter_code()
         return self._code
+
+    def _code_identity(self) -> str:
+        code = self.code_record()
+        return f"tree:{code['tree_hash']}" if code["mode"] == "tree" else f"installed:{code.get('version')}"
 
     def _environment(self, launch: Launch) -> dict[str, str]:
         env = dict(os.environ)

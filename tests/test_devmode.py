@@ -239,5 +239,5 @@ def test_subprocess_backend_cache_key_names_the_tree_it_runs() -> None:
     digest = SubprocessBackend().environment_digest("any-image")
     assert digest.endswith(f":tree:{devmode.tree_source(REPO).tree_hash}")
     edited = SubprocessBackend()
-    edited._code = "tree:0000000000000000"  # what another tree's hash would give
+    edited._code = {"mode": "tree", "tree": "elsewhere", "tree_hash": "0" * 16}  # another tree's record
     assert edited.environment_digest("any-image") != digest
