@@ -360,3 +360,15 @@ def test_render_font_digits_image_has_the_debian_fonts(images):
     proc = _docker("run", "--rm", "--network", "none", images["render-font-digits"], "python3", "-c", code)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) >= 100  # 12 packages, several hundred faces
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("step", ["train-sklearn", "train-torch"])
+def test_trainer_images_can_draw_their_epoch_curves(images, step):
+    """The trainers write curves.png with matplotlib, imported only when they draw (the image's load check, which
+    imports the component module, cannot see it): the image's extra must bring it."""
+    if step not in images:
+        docker_unavailable(f"{step} is not in build/images.json (make images)")
+    probe = "import matplotlib.backends.backend_agg, expforge.viz.epoch_curves"
+    proc = _docker("run", "--rm", "--network", "none", "--entrypoint", "python3", images[step], "-c", probe)
+    assert proc.returncode == 0, f"{step}: {proc.stderr.strip()[-500:]}"
