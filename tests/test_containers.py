@@ -11,7 +11,6 @@ all works with ``--network none``. Image tests skip when there is no daemon or n
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import json
 import os
 import re
@@ -20,27 +19,18 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from docker_gate import docker_unavailable
+from script_modules import load_build_images, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "containers"
 IMAGES_JSON = REPO / "build" / "images.json"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class body runs
-    spec.loader.exec_module(module)
-    return module
-
-
-build_images = _load("expforge_build_images", CONTAINERS / "build_images.py")
-apt_sources = _load("expforge_apt_sources", CONTAINERS / "base" / "apt_sources.py")
+build_images = load_build_images()
+apt_sources = load_script("expforge_apt_sources", CONTAINERS / "base" / "apt_sources.py")
 
 RECIPES = build_images.discover_recipes()
 STEP_RECIPES = sorted(name for name, recipe in RECIPES.items() if recipe.is_step)

@@ -11,33 +11,23 @@ does not read the edited module's folder.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from docker_gate import docker_unavailable, require_images
+from script_modules import load_build_images
 
 REPO = Path(__file__).resolve().parents[1]
 STEP = "sample-configs"
 TEST_NAME = "layertest-sample-configs"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("expforge_build_images", REPO / "containers" / "build_images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build_images = _load()
+build_images = load_build_images()
 
 
 def _docker(*args: str) -> str:

@@ -7,27 +7,16 @@ and change files the check does not read and expect it to stay.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from script_modules import load_build_images
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("expforge_build_images", REPO / "containers" / "build_images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build_images = _load()
+build_images = load_build_images()
 from imagebuild import loadcheck  # noqa: E402  (on sys.path once build_images is loaded)
 from imagebuild.plan import code_label_line  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tensorboard_events import assert_matches_history, read_scalars
@@ -21,22 +22,31 @@ def test_tags_follow_one_rule() -> None:
     assert tag_for("val_bpc") == "val/bpc" and tag_for("seconds") == "time/seconds"
 
 
-def test_sklearn_component_writes_the_history_as_events(tiny_dataset: Path, tmp_path: Path) -> None:
+def _run_trainer_component(
+    component: Any, dataset: Path, tmp_path: Path, board_dir: str, **options: Any
+) -> tuple[Any, Any]:
+    """Run a trainer component's Python function on ``dataset`` (train and real val alike); return its history
+    and tensorboard artifacts."""
     from kfp.dsl import Artifact, Dataset, Metrics, Model
 
-    from expforge.components.train_sklearn import train_sklearn as component
-
     history = Artifact(name="history", uri=str(tmp_path / "history"))
-    board = Artifact(name="tensorboard", uri=str(tmp_path / "task" / "tensorboard"))
+    board = Artifact(name="tensorboard", uri=str(tmp_path / board_dir))
     component.python_func(
-        synthetic=Dataset(name="synthetic", uri=str(tiny_dataset)),
-        real=Dataset(name="real", uri=str(tiny_dataset)),
+        synthetic=Dataset(name="synthetic", uri=str(dataset)),
+        real=Dataset(name="real", uri=str(dataset)),
         model=Model(name="model", uri=str(tmp_path / "model")),
         metrics=Metrics(name="metrics", uri=str(tmp_path / "m")),
         history=history,
         tensorboard=board,
-        epochs=3,
+        **options,
     )
+    return history, board
+
+
+def test_sklearn_component_writes_the_history_as_events(tiny_dataset: Path, tmp_path: Path) -> None:
+    from expforge.components.train_sklearn import train_sklearn as component
+
+    history, board = _run_trainer_component(component, tiny_dataset, tmp_path, "task/tensorboard", epochs=3)
     columns = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"]
     assert_matches_history(Path(board.path), Path(history.path), "epoch", columns)
     assert board.metadata["format"] == "tensorboard"
@@ -44,23 +54,10 @@ def test_sklearn_component_writes_the_history_as_events(tiny_dataset: Path, tmp_
 
 
 def test_torch_component_logs_loss_accuracy_lr_and_throughput(tiny_dataset: Path, tmp_path: Path) -> None:
-    from kfp.dsl import Artifact, Dataset, Metrics, Model
-
     from expforge.components.train_torch import train_torch as component
 
-    history = Artifact(name="history", uri=str(tmp_path / "history"))
-    board = Artifact(name="tensorboard", uri=str(tmp_path / "tensorboard"))
-    component.python_func(
-        synthetic=Dataset(name="synthetic", uri=str(tiny_dataset)),
-        real=Dataset(name="real", uri=str(tiny_dataset)),
-        model=Model(name="model", uri=str(tmp_path / "model")),
-        metrics=Metrics(name="metrics", uri=str(tmp_path / "m")),
-        history=history,
-        tensorboard=board,
-        epochs=2,
-        width=4,
-        batch_size=16,
-        device="cpu",
+    history, board = _run_trainer_component(
+        component, tiny_dataset, tmp_path, "tensorboard", epochs=2, width=4, batch_size=16, device="cpu"
     )
     columns = ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "images_per_second", "seconds"]
     assert_matches_history(Path(board.path), Path(history.path), "epoch", columns)
