@@ -129,7 +129,7 @@ bench-cloud: venv ## BigQuery setup time, rows/bytes each view reads (100 runs),
 	$(PY) bench/bench_cloud.py --output bench/results/cloud.json $(BENCH_ARGS)
 
 .PHONY: bench-hpo
-bench-hpo: venv fonts ## Hyperband vs random search (3 seeds), font/real accuracy recipes, CPU throughput; JSON under bench/results/
+bench-hpo: venv fonts ## random search 1x/2x, Hyperband, BOHB, Optuna (5 seeds, median + IQR), accuracy recipes, CPU throughput; JSON under bench/results/
 	$(PY) bench/bench_hpo.py --output bench/results/hpo.json $(BENCH_ARGS)
 
 .PHONY: bench-text

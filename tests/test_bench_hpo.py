@@ -50,47 +50,54 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
 
     hpo = report["hpo"]
     assert hpo["schedule"]["max_resource"] == 3 and hpo["seeds"] == [0]
+    assert hpo["methods"] == ["random_1x", "random_2x", "hyperband", "bohb", "optuna"]
     (seed,) = hpo["per_seed"]
-    hyperband, random_search = seed["hyperband"], seed["random_search"]
-    # R=3, η=3: Hyperband trains 11 epochs; random search gets 11 // 3 = 3 trials at 1× and 22 // 3 = 7 at 2×.
-    assert hyperband["total_epochs"] == 11 == hpo["schedule"]["total_epochs"]
-    assert len(hyperband["trials"]) == hpo["schedule"]["trials"]
-    assert (random_search["1x"]["trials"], random_search["2x"]["trials"]) == (3, 7)
-    assert (random_search["1x"]["epochs"], random_search["2x"]["epochs"]) == (9, 21)
-    assert random_search["one_x_is_prefix_of_two_x"] is True
-    assert random_search["1x"]["best_val_accuracy"] <= random_search["2x"]["best_val_accuracy"]
-    for name in ("1x", "2x"):
-        row = random_search[name]
-        reach = row["hyperband_epochs_to_reach"]
-        assert row["reached"] is (reach is not None)
-        if reach is None:
-            assert row["ratio"] is None and hyperband["best_val_accuracy_any_trial"] < row["best_val_accuracy"]
-        else:
-            assert 1 <= reach <= 11 and row["ratio"] == pytest.approx(reach / row["epochs"])
-    # BOHB runs Hyperband's schedule (same epochs, same trial count); its second bracket is proposed by TPE.
-    bohb = seed["bohb"]
-    assert bohb["total_epochs"] == 11 and len(bohb["trials"]) == hpo["schedule"]["trials"]
-    assert 0.0 <= bohb["best_val_accuracy"] <= 1.0
-    for name in ("1x", "2x"):
-        reach = random_search[name]["bohb_epochs_to_reach"]
-        assert reach is None or random_search[name]["bohb_ratio"] == pytest.approx(
-            reach / random_search[name]["epochs"]
-        )
-    assert set(hpo["median"]) >= {"1x", "2x", "hyperband_best_val_accuracy", "hyperband_total_epochs"}
-    assert "bohb_best_val_accuracy" in hpo["median"] and "bohb_ratio" in hpo["median"]["1x"]
-    # Optuna's TPESampler + HyperbandPruner spends exactly Hyperband's epoch budget.
-    optuna_run = seed["optuna"]
-    assert optuna_run["total_epochs"] == 11 and optuna_run["trials"] >= 11 // 3
-    assert 0.0 <= optuna_run["best_val_accuracy"] <= 1.0
-    assert isinstance(hpo["median"]["bohb_at_least_as_good_as_optuna"], bool)
+    methods = seed["methods"]
+    # R=3, η=3: Hyperband (and BOHB, and Optuna's pruner at equal budget) train 11 epochs; random search gets
+    # 11 // 3 = 3 trials at 1× and 22 // 3 = 7 at 2×, and 1× is the first three trials of 2×.
+    assert seed["budget_epochs"] == 11 == hpo["schedule"]["total_epochs"]
+    for name in ("hyperband", "bohb", "optuna"):
+        assert methods[name]["total_epochs"] == 11
+    assert len(methods["hyperband"]["trials"]) == len(methods["bohb"]["trials"]) == hpo["schedule"]["trials"]
+    assert (len(methods["random_1x"]["trials"]), len(methods["random_2x"]["trials"])) == (3, 7)
+    assert (methods["random_1x"]["total_epochs"], methods["random_2x"]["total_epochs"]) == (9, 21)
+    assert seed["random_1x_is_prefix_of_2x"] is True
+    assert methods["random_1x"]["trials"] == methods["random_2x"]["trials"][:3]
+    references = seed["references"]
+    assert references["1x"]["best_val_accuracy"] <= references["2x"]["best_val_accuracy"]
+    assert references["1x"]["best_val_accuracy"] == methods["random_1x"]["best_val_accuracy"]
+    for figures in methods.values():
+        # Every search reports the four figures; the selected model is one of its full-R trials, scored on test.
+        assert 0.0 <= figures["selected_test_accuracy"] <= 1.0 and figures["wall_seconds"] > 0
+        assert figures["best_val_accuracy_at_equal_budget"] <= figures["best_val_accuracy"]
+        assert figures["selected"]["trial_id"] in {t["trial_id"] for t in figures["trials"]}
+        for ref in ("1x", "2x"):
+            reach = figures[f"epochs_to_reach_random_{ref}_best"]
+            if reach is None:
+                assert figures["best_val_accuracy"] < references[ref]["best_val_accuracy"]
+            else:
+                assert 1 <= reach <= figures["total_epochs"]
+                assert figures[f"ratio_to_random_{ref}"] == pytest.approx(reach / references[ref]["epochs"])
+    # random search reaches its own best exactly when its best trial finishes
+    assert methods["random_1x"]["epochs_to_reach_random_1x_best"] in {3, 6, 9}
+    for name, figures in hpo["by_method"].items():
+        spread = figures["ratio_to_random_1x"]
+        assert spread["values"] == [methods[name]["ratio_to_random_1x"]]
+        assert spread["median"] == spread["q1"] == spread["q3"] or spread["median"] is None
+    goals = hpo["goals"]
+    assert goals["target_ratio"] == 0.25
+    assert isinstance(goals["bohb_at_least_as_good_as_optuna"], bool)
+    assert goals["bohb_at_least_as_good_as_optuna"] is (
+        goals["bohb_median_best_val_at_equal_budget"] >= goals["optuna_median_best_val_at_equal_budget"]
+    )
     assert isinstance(hpo["pass"], bool)
 
     accuracy = report["accuracy"]
     assert accuracy["recipe"]["epochs"] == 1 and accuracy["recipe"]["config"]["depth"] == 3
     for name, target in (("fonts_only", 0.95), ("fonts_then_real_train", 0.99)):
         row = accuracy[name]
-        assert 0.0 <= row["real_test_accuracy"] <= 1.0 and row["n_test"] == 100 and row["target"] == target
-    assert accuracy["fonts_then_real_train"]["train_rows"] == [300, 350]
+        assert 0.0 <= row["real_test_accuracy"] <= 1.0 and row["n_test"] == 250 and row["target"] == target
+    assert accuracy["fonts_then_real_train"]["train_rows"] == [300, 100]
     assert accuracy["fonts_then_real_train"]["epochs_total"] == 2
 
 
@@ -100,3 +107,28 @@ def test_bad_flag_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert bench.main(["--quick", "--eta", "1", "--output", str(output)]) == 2  # type: ignore[attr-defined]
     assert capsys.readouterr().err.strip() == "bench_hpo: error: --eta: 1 is below 2; Hyperband needs η ≥ 2"
     assert not output.exists()
+
+
+def test_fractions_that_leave_no_train_split_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load_bench()
+    argv = ["--quick", "--val-fraction", "0.5", "--test-fraction", "0.5", "--output", str(tmp_path / "h.json")]
+    assert bench.main(argv) == 2  # type: ignore[attr-defined]
+    assert capsys.readouterr().err.strip() == (
+        "bench_hpo: error: --val-fraction + --test-fraction: 1 leaves no real train split"
+    )
+
+
+def test_spread_ranks_never_reached_above_every_number() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import hpo_compare
+
+    spread = hpo_compare.spread([12, None, 9, 30, None])
+    # sorted: 9, 12, 30, inf, inf → median 30, q1 12, q3 inf (so no IQR)
+    assert (spread["median"], spread["q1"], spread["q3"], spread["iqr"]) == (30, 12, None, None)
+    assert hpo_compare.spread([0.9, 0.92, 0.94, 0.96, 0.98]) | {"values": []} == {
+        "median": 0.94, "q1": 0.92, "q3": 0.96, "iqr": 0.04, "values": []
+    }  # fmt: skip
+    assert hpo_compare.spread([None, None, None])["median"] is None
+    assert hpo_compare.best_within([(3, 0.5), (9, 0.7), (12, 0.8)], 10) == 0.7
+    assert hpo_compare.epochs_to_reach([(3, 0.5), (9, 0.7), (12, 0.8)], 0.75) == 12
+    assert hpo_compare.epochs_to_reach([(3, 0.5)], 0.75) is None

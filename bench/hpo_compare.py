@@ -1,0 +1,374 @@
+"""The search comparison of `make bench-hpo`: five searches, the same trainer, the same budget, many seeds.
+
+For one seed, :func:`compare_seed` runs, on one trial function (font digits → the real val split):
+
+* ``random_1x`` / ``random_2x`` — random search at 1× and 2× Hyperband's epoch budget (1× is the first trials of
+  the 2× run: sampling is prefix-consistent and each trial trains alone, which is checked, not assumed);
+* ``hyperband`` — the schedule with warm-started promotions (``expforge.tune.driver.run_hyperband``);
+* ``bohb`` — the same schedule, later brackets proposed by TPE on earlier brackets' records;
+* ``optuna`` — Optuna's own ``TPESampler`` + ``HyperbandPruner`` at the same epoch budget, in process.
+
+Every search is summarised the same way (:func:`summarise`): (a) epochs until some trial first reached random
+search's best val accuracy (1× — the equal-budget run — and 2×), (b) the best val accuracy at equal budget
+(Hyperband's), (c) the real-test accuracy of the model it selects (its best trial trained the full ``R`` epochs),
+(d) its wall seconds. :func:`aggregate` turns the seeds into median and interquartile range per search.
+
+Seeds run in ``workers`` processes, each pinned to its own core with one torch thread, so every search is timed
+under the same conditions and a 2-core machine runs two seeds at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+METHODS = ("random_1x", "random_2x", "hyperband", "bohb", "optuna")
+Timeline = list[tuple[int, float]]
+
+
+def _log(message: str) -> None:
+    print(f"[bench-hpo] {message}", file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class SearchRun:
+    """What one search did: epochs, the best-so-far timeline, the model it selects, its trials and wall time."""
+
+    total_epochs: int
+    timeline: Timeline
+    selected: dict[str, Any] | None  # {"trial_id", "val_accuracy", "config", "checkpoint"}
+    trials: list[dict[str, Any]]
+    wall_seconds: float
+    checkpoints: dict[str, str] = dataclasses.field(default_factory=dict)  # trial id → its last checkpoint
+
+
+def make_train_fn(
+    fonts: Path, real: Path, *, seed: int, horizon: int, fraction: float, device: str, seconds: dict[str, float]
+) -> Callable[[dict[str, Any], int, Path | None, Path], Mapping[str, Any]]:
+    """The trial function every search shares: fonts (a stratified ``fraction``) → real val, LR horizon ``R``."""
+    from expforge.train.torch_trainer import TorchTrainConfig, train_torch
+
+    def train_fn(config: dict[str, Any], epochs: int, resume_from: Path | None, checkpoint_out: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = train_torch(
+            [fonts],
+            real,
+            checkpoint_out,
+            config=TorchTrainConfig.from_dict({**config, "seed": seed, "schedule_epochs": horizon}),
+            epochs=epochs,
+            train_fractions=[fraction],
+            curriculum="mixed",
+            resume_from=resume_from,
+            device=device,
+        )
+        seconds[str(checkpoint_out)] = time.perf_counter() - started
+        return {
+            "val_accuracy": result.final["val_accuracy"],
+            "val_loss": result.final["val_loss"],
+            "history": [dataclasses.asdict(h) for h in result.history],
+        }
+
+    return train_fn
+
+
+def run_optuna_hyperband(
+    space: Any, schedule: Any, seed: int, train_fn: Callable[..., Mapping[str, Any]], *, workdir: Path, budget: int
+) -> SearchRun:
+    """Optuna's own answer at the same epoch budget: ``TPESampler`` + ``HyperbandPruner`` (same R, η), each trial
+    trained one epoch at a time (resuming its checkpoint) and pruned when the pruner says so. It selects its best
+    trial that trained all ``R`` epochs, as the other searches do."""
+    import optuna
+
+    from expforge.tune.bohb import distributions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    declared = distributions(space)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=schedule.max_resource, reduction_factor=schedule.eta
+        ),
+    )
+    started = time.perf_counter()
+    spent, best = 0, -math.inf
+    timeline: Timeline = []
+    trials: list[dict[str, Any]] = []
+    selected: dict[str, Any] | None = None
+    while spent < budget:
+        trial = study.ask(declared)
+        trial_started = time.perf_counter()
+        previous: Path | None = None
+        value, pruned, epoch = -math.inf, False, 0
+        for epoch in range(1, schedule.max_resource + 1):
+            out = workdir / f"trial-{trial.number:03d}" / f"epoch-{epoch}.pt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            value = float(train_fn(dict(trial.params), epoch, previous, out)["val_accuracy"])
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+            previous, spent = out, spent + 1
+            best = max(best, value)
+            timeline.append((spent, best))
+            trial.report(value, epoch)
+            if spent >= budget:
+                break
+            if trial.should_prune():
+                pruned = True
+                break
+        study.tell(trial, None if pruned else value, state=optuna.trial.TrialState.PRUNED if pruned else None)
+        row = {
+            "trial_id": f"optuna-{trial.number:03d}",
+            "config": dict(trial.params),
+            "epochs": epoch,
+            "val_accuracy": value,
+            "pruned": pruned,
+            "seconds": round(time.perf_counter() - trial_started, 3),
+        }
+        trials.append(row)
+        if epoch == schedule.max_resource and (selected is None or value > selected["val_accuracy"]):
+            selected = {**{k: row[k] for k in ("trial_id", "val_accuracy", "config")}, "checkpoint": str(previous)}
+    return SearchRun(spent, timeline, selected, trials, time.perf_counter() - started)
+
+
+def _tune_run(result: Any, seconds: Mapping[str, float], wall: float) -> SearchRun:
+    """A driver ``TuneResult`` as a :class:`SearchRun` (its ``best`` is its best full-``R`` trial)."""
+    keys = ("trial_id", "bracket", "rung", "epochs", "epochs_trained", "cumulative_epochs", "val_accuracy", "val_loss")
+    keys += ("config",)
+    rows = [
+        {**{k: t.get(k) for k in keys}, "seconds": round(seconds.get(t["checkpoint"], 0.0), 3)} for t in result.rows()
+    ]
+    best = result.best
+    selected = None
+    if best is not None:
+        selected = {
+            "trial_id": best.trial_id,
+            "val_accuracy": best.metric(result.metric),
+            "config": dict(best.item.config),
+            "checkpoint": best.checkpoint,
+        }
+    checkpoints = {t["trial_id"]: t["checkpoint"] for t in result.rows()}
+    timeline = [(int(epochs), float(best)) for epochs, best in result.timeline]
+    return SearchRun(result.total_epochs, timeline, selected, rows, wall, checkpoints)
+
+
+def _random_prefix(run: SearchRun, trials: int, max_epochs: int) -> SearchRun:
+    """The first ``trials`` trials of a random-search run: exactly what a run with that budget trains."""
+    rows = run.trials[:trials]
+    best = max(rows, key=lambda r: -math.inf if r["val_accuracy"] is None else r["val_accuracy"])
+    selected = {
+        "trial_id": best["trial_id"],
+        "val_accuracy": best["val_accuracy"],
+        "config": best["config"],
+        "checkpoint": run.checkpoints[best["trial_id"]],
+    }
+    wall = sum(float(r["seconds"] or 0.0) for r in rows)
+    return SearchRun(trials * max_epochs, run.timeline[:trials], selected, rows, wall, run.checkpoints)
+
+
+def epochs_to_reach(timeline: Sequence[Sequence[float]], accuracy: float) -> int | None:
+    """Epochs trained when the best-so-far first reached ``accuracy``; ``None`` when it never did."""
+    return next((int(epochs) for epochs, best in timeline if best >= accuracy), None)
+
+
+def best_within(timeline: Sequence[Sequence[float]], budget: int) -> float | None:
+    """The best val accuracy after at most ``budget`` epochs (``None`` before the first result)."""
+    values = [best for epochs, best in timeline if epochs <= budget]
+    return max(values) if values else None
+
+
+def test_accuracy(checkpoint: str | None, real: Path) -> float | None:
+    """Real-test accuracy of a selected checkpoint (``None`` when the search selected nothing)."""
+    if checkpoint is None:
+        return None
+    from expforge.train.classifier import load_classifier
+    from expforge.train.torch_data import load_split
+
+    images, labels = load_split(real, "test")
+    predicted = load_classifier(checkpoint, device="cpu").predict(images)
+    return float((predicted == labels).mean())
+
+
+def summarise(
+    run: SearchRun, *, references: Mapping[str, tuple[float, int]], budget: int, real: Path
+) -> dict[str, Any]:
+    """The four figures of one search for one seed; ``references`` maps ``1x``/``2x`` to random search's
+    (best val accuracy, epochs)."""
+    summary: dict[str, Any] = {
+        "total_epochs": run.total_epochs,
+        "best_val_accuracy": max((best for _, best in run.timeline), default=None),
+        "best_val_accuracy_at_equal_budget": best_within(run.timeline, budget),
+        "selected": None if run.selected is None else {k: v for k, v in run.selected.items() if k != "checkpoint"},
+        "selected_test_accuracy": test_accuracy(None if run.selected is None else run.selected["checkpoint"], real),
+        "wall_seconds": round(run.wall_seconds, 2),
+    }
+    for name, (accuracy, epochs) in references.items():
+        reach = epochs_to_reach(run.timeline, accuracy)
+        summary[f"epochs_to_reach_random_{name}_best"] = reach
+        summary[f"ratio_to_random_{name}"] = None if reach is None else reach / epochs
+    return summary
+
+
+def compare_seed(
+    seed: int,
+    *,
+    fonts: Path,
+    real: Path,
+    max_epochs: int,
+    eta: int,
+    fraction: float,
+    device: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    """All five searches for one seed, each summarised, plus their trials and timelines."""
+    from expforge.tune.driver import run_hyperband, run_random_search
+    from expforge.tune.hyperband import hyperband_schedule
+    from expforge.tune.random_search import matched_budget, random_search_trials
+    from expforge.tune.space import SearchSpace
+
+    schedule = hyperband_schedule(max_epochs, eta)
+    space = SearchSpace.default()
+    budget = schedule.total_epochs()
+    seconds: dict[str, float] = {}
+    train_fn = make_train_fn(
+        fonts, real, seed=seed, horizon=max_epochs, fraction=fraction, device=device, seconds=seconds
+    )
+    runs: dict[str, SearchRun] = {}
+    base = workdir / f"seed-{seed}"
+
+    _log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
+    started = time.perf_counter()
+    result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "hyperband")
+    runs["hyperband"] = _tune_run(result, seconds, time.perf_counter() - started)
+
+    _log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
+    started = time.perf_counter()
+    result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "bohb", model_based=True)
+    runs["bohb"] = _tune_run(result, seconds, time.perf_counter() - started)
+
+    _log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
+    runs["optuna"] = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
+
+    budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
+    _log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
+    started = time.perf_counter()
+    result = run_random_search(space, budgets["2x"], max_epochs, seed, train_fn, workdir=base / "random-search")
+    runs["random_2x"] = _tune_run(result, seconds, time.perf_counter() - started)
+    one_x = random_search_trials(space, budgets["1x"], max_epochs, seed)
+    prefix = [row["config"] for row in result.rows()[: len(one_x)]] == [item["config"] for item in one_x]
+    if prefix:
+        runs["random_1x"] = _random_prefix(runs["random_2x"], len(one_x), max_epochs)
+    else:  # sampling stopped being prefix-consistent: train the 1× run on its own
+        started = time.perf_counter()
+        result = run_random_search(space, budgets["1x"], max_epochs, seed, train_fn, workdir=base / "random-1x")
+        runs["random_1x"] = _tune_run(result, seconds, time.perf_counter() - started)
+
+    references = {
+        name: (max(best for _, best in runs[f"random_{name}"].timeline), runs[f"random_{name}"].total_epochs)
+        for name in ("1x", "2x")
+    }
+    return {
+        "seed": seed,
+        "budget_epochs": budget,
+        "random_1x_is_prefix_of_2x": prefix,
+        "references": {name: {"best_val_accuracy": acc, "epochs": ep} for name, (acc, ep) in references.items()},
+        "methods": {
+            name: summarise(runs[name], references=references, budget=budget, real=real)
+            | {"timeline": [list(p) for p in runs[name].timeline], "trials": runs[name].trials}
+            for name in METHODS
+        },
+    }
+
+
+def _pin_worker(cores: Any) -> None:
+    """Pool initializer: take one core from the queue and run this worker on it alone (torch then uses one
+    thread: ``expforge.train.device`` sizes its pool from the affinity mask)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cores.get()})
+
+
+def run_seeds(seeds: Sequence[int], workers: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`compare_seed` for every seed: in this process when ``workers`` is 1, else in a pool of
+    ``workers`` spawned processes, one core each (results in seed order)."""
+    if workers <= 1 or len(seeds) <= 1:
+        return [compare_seed(seed, **kwargs) for seed in seeds]
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
+    context = multiprocessing.get_context("spawn")
+    cores = context.Queue()
+    for index in range(workers):
+        cores.put(usable[index % len(usable)])
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
+        futures = [pool.submit(compare_seed, seed, **kwargs) for seed in seeds]
+        return [future.result() for future in futures]
+
+
+def _quantile(ordered: Sequence[float], share: float) -> float:
+    """The inclusive (linear) quantile of sorted values that may end in +∞: interpolating towards +∞ is +∞."""
+    position = share * (len(ordered) - 1)
+    low = math.floor(position)
+    fraction = position - low
+    if fraction == 0:
+        return ordered[low]
+    high = ordered[low + 1]
+    return math.inf if math.isinf(high) else ordered[low] + fraction * (high - ordered[low])
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median and interquartile range over seeds; ``None`` (never reached) ranks above every number, and a
+    quantile that lands on it is ``None`` too."""
+    ordered = sorted(math.inf if v is None else float(v) for v in values)
+    if not ordered:
+        return {"median": None, "q1": None, "q3": None, "iqr": None, "values": []}
+    q1, median, q3 = (_quantile(ordered, share) for share in (0.25, 0.5, 0.75))
+
+    def finite(x: float) -> float | None:
+        return None if math.isinf(x) else round(x, 6)
+
+    return {
+        "median": finite(median),
+        "q1": finite(q1),
+        "q3": finite(q3),
+        "iqr": None if math.isinf(q3) else round(q3 - q1, 6),
+        "values": list(values),
+    }
+
+
+FIGURES = (
+    "epochs_to_reach_random_1x_best",
+    "ratio_to_random_1x",
+    "epochs_to_reach_random_2x_best",
+    "ratio_to_random_2x",
+    "best_val_accuracy_at_equal_budget",
+    "best_val_accuracy",
+    "selected_test_accuracy",
+    "wall_seconds",
+)
+
+
+def aggregate(per_seed: Sequence[Mapping[str, Any]], *, target_ratio: float) -> dict[str, Any]:
+    """Per search and figure, the median and IQR over the seeds; the two goals as booleans."""
+    by_method = {
+        name: {figure: spread([seed["methods"][name][figure] for seed in per_seed]) for figure in FIGURES}
+        for name in METHODS
+    }
+    ratio = by_method["hyperband"]["ratio_to_random_1x"]["median"]
+    bohb = by_method["bohb"]["best_val_accuracy_at_equal_budget"]["median"]
+    optuna = by_method["optuna"]["best_val_accuracy_at_equal_budget"]["median"]
+    return {
+        "by_method": by_method,
+        "goals": {
+            "hyperband_ratio_to_random_1x_median": ratio,
+            "hyperband_at_most_target_of_random_epochs": ratio is not None and ratio <= target_ratio,
+            "target_ratio": target_ratio,
+            "bohb_median_best_val_at_equal_budget": bohb,
+            "optuna_median_best_val_at_equal_budget": optuna,
+            "bohb_at_least_as_good_as_optuna": bohb is not None and optuna is not None and bohb >= optuna,
+        },
+    }
