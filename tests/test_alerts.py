@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from expforge.alerts.publish import raise_alerts, read_alerts
-from expforge.alerts.rules import AlertRule, parse_rule, parse_rules
+from expforge.alerts.rules import AlertRule, fired, parse_rule, parse_rules
 from expforge.cli import app
 from expforge.errors import ExpforgeError
 from expforge.task_env import TaskEnvironment
@@ -24,6 +24,15 @@ def test_rules_parse_and_fire() -> None:
     assert parse_rule(" drift_share >= 3e-1 ", METRICS) == AlertRule("drift_share", ">=", 0.3)
     rule = parse_rule("accuracy<0.9", METRICS)
     assert rule.fires(0.5) and not rule.fires(0.95) and rule.fires(float("nan"))
+
+
+def test_a_metric_the_step_could_not_compute_fires_as_nan() -> None:
+    # evaluate reports an undefined AUC (one class in the split) as None; it must fire, not crash
+    rules = parse_rules(["accuracy<0.9", "drift_share>0.5"], METRICS)
+    (only,) = fired(rules, {"accuracy": None, "drift_share": 0.1})
+    assert only[0] == rules[0] and only[1] != only[1]
+    assert [rule for rule, _ in fired(rules, {"drift_share": 0.7})] == rules
+    assert fired(rules, {"accuracy": 0.95, "drift_share": 0.2}) == []
 
 
 @pytest.mark.parametrize(

@@ -72,8 +72,12 @@ def parse_rules(texts: Iterable[str] | None, metrics: Collection[str], *, flag: 
     return [parse_rule(text, metrics, flag=flag) for text in texts]
 
 
-def fired(rules: Iterable[AlertRule], values: Mapping[str, float]) -> list[tuple[AlertRule, float]]:
+def fired(rules: Iterable[AlertRule], values: Mapping[str, float | None]) -> list[tuple[AlertRule, float]]:
     """The rules that fire on ``values``, each with the value that made it fire (a metric the step could not
-    compute this time counts as NaN, which fires)."""
-    pairs = [(rule, float(values.get(rule.metric, math.nan))) for rule in rules]
+    compute this time — missing, or ``None`` as an undefined AUC is — counts as NaN, which fires)."""
+    pairs = [(rule, _as_number(values.get(rule.metric))) for rule in rules]
     return [(rule, value) for rule, value in pairs if rule.fires(value)]
+
+
+def _as_number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
