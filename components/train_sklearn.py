@@ -24,9 +24,7 @@ def train_sklearn(
     ``history`` is a CSV of per-epoch train/val loss and accuracy; ``metrics`` holds the final values;
     ``tensorboard`` a directory of TensorBoard event files with the same per-epoch values.
     """
-    import csv
-    import dataclasses
-
+    from expforge.train.history_csv import write_history_csv
     from expforge.train.sklearn_trainer import train_sklearn as train
 
     result = train_on_sets(
@@ -43,9 +41,5 @@ def train_sklearn(
     )
     log_scalars(metrics, result.final)
     describe(model, result.params, framework="scikit-learn", format="skops")
-    rows = [dataclasses.asdict(epoch) for epoch in result.history]
-    with open(history.path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["epoch"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_history_csv(result.history, history.path)
     record_epoch_outputs(history, tensorboard, result.history)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def assert_drawn(path: Path) -> None:
     assert not list(path.parent.glob(f".{CURVES_PNG}*")) and len(list(path.parent.glob("*.png"))) == 1
 
 
+def assert_history_csv(path: Path, *, epochs: int) -> None:
+    """Both trainers' history CSV: ``\\n`` line ends, the epoch record's columns first, one row per epoch, and no
+    staging file left beside it."""
+    text = path.read_bytes().decode("utf-8")
+    assert "\r" not in text
+    header, *rows = text.rstrip("\n").split("\n")
+    fields = [f.name for f in dataclasses.fields(EpochMetrics)]
+    assert header.split(",")[: len(fields)] == fields and len(rows) == epochs
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("digits") / "data"
@@ -59,6 +71,7 @@ def test_the_sklearn_component_writes_curves_png(digits: Path, tmp_path: Path) -
     data = Dataset(name="d", uri=str(digits))
     component.python_func(synthetic=data, real=data, epochs=3, **outputs)
     assert_drawn(tmp_path / "tensorboard" / CURVES_PNG)
+    assert_history_csv(tmp_path / "history", epochs=3)
 
 
 def test_the_torch_component_writes_curves_png(digits: Path, tmp_path: Path) -> None:
@@ -68,6 +81,7 @@ def test_the_torch_component_writes_curves_png(digits: Path, tmp_path: Path) -> 
     data = Dataset(name="d", uri=str(digits))
     component.python_func(synthetic=data, real=data, epochs=2, width=4, batch_size=16, device="cpu", **outputs)
     assert_drawn(tmp_path / "tensorboard" / CURVES_PNG)
+    assert_history_csv(tmp_path / "history", epochs=2)
 
 
 def test_one_epoch_and_nan_still_draw_and_no_epochs_is_one_error(tmp_path: Path) -> None:

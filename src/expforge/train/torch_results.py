@@ -6,14 +6,12 @@ histories the same way.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expforge.atomic import staged_file
+from expforge.train.history_csv import write_history_csv as write_epoch_csv
 from expforge.train.sklearn_trainer import EpochMetrics
 
 
@@ -39,12 +37,6 @@ class TorchTrainResult:
 
 
 def write_history_csv(history: Sequence[EpochMetrics], path: Path | str) -> Path:
-    """One row per epoch (columns: the dataclass fields), written atomically."""
-    path = Path(path)
-    rows = [dataclasses.asdict(epoch) for epoch in history]
-    fields = list(rows[0]) if rows else [f.name for f in dataclasses.fields(TorchEpochMetrics)]
-    with staged_file(path) as staging, open(staging, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    """One row per epoch (columns: the dataclass fields), written atomically; an empty history gets the CNN
+    record's header."""
+    return write_epoch_csv(history, path, record=TorchEpochMetrics)
