@@ -1,6 +1,7 @@
 """Fonts only vs fonts + adaptation on unlabeled real digits: real-test accuracy of the digit CNN.
 
-The bundled 5,000 real MNIST digits are split once, stratified with a fixed seed (recorded in the JSON):
+The bundled 5,000 real MNIST digits are split once, stratified with a fixed seed (``--split-seed``, recorded in
+the JSON; ``--seed`` varies only training and adaptation, so seeds are compared on the same digits):
 ``--test-fraction`` of them are the test digits (never read before the final evaluation), ``--val-fraction``
 the val digits (labels used only to choose the adaptation candidate and the source's best epoch), the rest are
 the unlabeled train digits (their labels are not read). The test split is drawn first, so it is the same 2,500
@@ -58,10 +59,10 @@ def _key(values: dict[str, Any]) -> str:
 
 
 def _real(cache: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    path = cache / f"real-s{args.seed}-v{args.val_fraction}-t{args.test_fraction}"
+    path = cache / f"real-s{args.split_seed}-v{args.val_fraction}-t{args.test_fraction}"
     if not (path / "dataset.json").exists():
         bootstrap_mnist(
-            5000, path, source="bundled", seed=args.seed,
+            5000, path, source="bundled", seed=args.split_seed,
             val_fraction=args.val_fraction, test_fraction=args.test_fraction, overwrite=True,
         )  # fmt: skip
     summary = json.loads((path / "dataset.json").read_text())
@@ -112,7 +113,10 @@ def main() -> None:
     parser.add_argument("--fine-tune-ema", type=float, default=0.999, help="Weight averaging per step (0: off).")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Training and adaptation seed.")
+    parser.add_argument(
+        "--split-seed", type=int, default=0, help="Seed of the real split and the font digits (the data stays fixed)."
+    )
     parser.add_argument("--cache", type=Path, default=Path("build/bench/adapt"))
     parser.add_argument("--output", type=Path, default=Path("bench/results/adapt.json"))
     args = parser.parse_args()
@@ -122,7 +126,7 @@ def main() -> None:
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     real, real_summary = _real(cache, args)
-    fonts = _fonts(cache, args.fonts, args.seed)
+    fonts = _fonts(cache, args.fonts, args.split_seed)
     config = TorchTrainConfig.from_dict(
         {
             "width": args.width, "depth": args.depth, "seed": args.seed, "augment": True,
@@ -160,7 +164,7 @@ def main() -> None:
         },  # fmt: skip
         "split": {
             "source": "bundled (5,000 real MNIST digits)",
-            "seed": args.seed,
+            "seed": args.split_seed,
             "val_fraction": args.val_fraction,
             "test_fraction": args.test_fraction,
             "counts": real_summary.get("splits", real_summary.get("counts")),
