@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model  # noqa: E402
 from hpo_compare import METHODS, aggregate, run_seeds  # noqa: E402
+from hpo_compare import log as _log  # noqa: E402
 
 from expforge.atomic import staged_file  # noqa: E402
 from expforge.errors import ExpforgeError
@@ -105,10 +106,6 @@ QUICK = {
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-
-def _log(message: str) -> None:
-    print(f"[bench-hpo] {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ METHODS = ("random_1x", "random_2x", "hyperband", "bohb", "optuna")
 Timeline = list[tuple[int, float]]
 
 
-def _log(message: str) -> None:
+def log(message: str) -> None:
     print(f"[bench-hpo] {message}", file=sys.stderr, flush=True)
 
 
@@ -243,21 +243,21 @@ def compare_seed(
     runs: dict[str, SearchRun] = {}
     base = workdir / f"seed-{seed}"
 
-    _log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
+    log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
     started = time.perf_counter()
     result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "hyperband")
     runs["hyperband"] = _tune_run(result, seconds, time.perf_counter() - started)
 
-    _log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
+    log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
     started = time.perf_counter()
     result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "bohb", model_based=True)
     runs["bohb"] = _tune_run(result, seconds, time.perf_counter() - started)
 
-    _log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
+    log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
     runs["optuna"] = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
 
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
-    _log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
+    log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
     started = time.perf_counter()
     result = run_random_search(space, budgets["2x"], max_epochs, seed, train_fn, workdir=base / "random-search")
     runs["random_2x"] = _tune_run(result, seconds, time.perf_counter() - started)
