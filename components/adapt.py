@@ -22,7 +22,7 @@ def adapt(
     adapted: Output[Model],
     metrics: Output[Metrics],
     methods: list = ["adabn", "self-train"],  # noqa: B006 (a KFP default, never mutated)
-    rounds: int = 5,
+    rounds: int = 10,
     threshold: float = 0.7,
     device: str = "auto",
     seed: int = 0,
