@@ -21,6 +21,7 @@ machines this runs on), so "real test" is that set's 2,500-digit test split (the
 on), not MNIST's 10,000; 1,500 are val and 1,000 the real train split of the fonts-then-real recipe.
 
     python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 55 min on 2 CPU cores)
+    python bench/bench_hpo.py --parts hpo --resume   # the same, reusing the seeds a stopped run finished
     python bench/bench_hpo.py                    # every figure
     python bench/bench_hpo.py --quick            # a smoke test: tiny data, R=3, one seed, one recipe epoch
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -281,15 +283,23 @@ def hpo(
     workdir: Path,
     workers: int,
     data: Mapping[str, Any],
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Every search on every seed (:mod:`hpo_compare`), then the medians, IQRs and the two goals."""
+    """Every search on every seed (:mod:`hpo_compare`), then the medians, IQRs and the two goals.
+
+    Finished seeds are kept under ``build/bench/hpo/seeds-<key>/`` (the key covers the data, R, η, the epoch
+    fraction and the device); ``resume`` reads them back instead of training them again."""
     from expforge.tune.hyperband import hyperband_schedule
     from expforge.tune.space import SearchSpace
 
     schedule = hyperband_schedule(max_epochs, eta)
+    identity = {"fonts": fonts.name, "real": real.name, "R": max_epochs, "eta": eta, "fraction": fraction}
+    key = hashlib.sha256(json.dumps(identity | {"device": device}, sort_keys=True).encode()).hexdigest()[:12]
     per_seed = run_seeds(
         seeds,
         workers,
+        saved=fonts.parent / f"seeds-{key}",
+        reuse=resume,
         fonts=fonts,
         real=real,
         max_epochs=max_epochs,
@@ -412,6 +422,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="HPO seeds (default 0 1 2 3 4).")
     parser.add_argument(
         "--workers", type=int, default=None, help="Seeds run at once, one core each (default 2; --quick 1)."
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="Reuse the seeds an earlier run with the same settings finished."
     )
     parser.add_argument(
         "--val-fraction", type=float, default=0.3, help="Real digits in the val split (default 0.3: 1,500 of 5,000)."
@@ -552,6 +565,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "throughput_images": args.throughput_images,
             "cpu_cores": args.cpu_cores,
             "workers": args.workers,
+            "resume": args.resume,
             "val_fraction": args.val_fraction,
             "test_fraction": args.test_fraction,
             "device": args.device,
@@ -588,6 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     workdir=Path(scratch) / "hpo",
                     workers=args.workers,
                     data=data,
+                    resume=args.resume,
                 )
             if "accuracy" in args.parts:
                 report["accuracy"] = accuracy(

@@ -20,15 +20,18 @@ under the same conditions and a 2-core machine runs two seeds at once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
+
+from expforge.atomic import staged_file
 
 METHODS = ("random_1x", "random_2x", "hyperband", "bohb", "optuna")
 Timeline = list[tuple[int, float]]
@@ -294,19 +297,46 @@ def _pin_worker(cores: Any) -> None:
         os.sched_setaffinity(0, {cores.get()})
 
 
-def run_seeds(seeds: Sequence[int], workers: int, **kwargs: Any) -> list[dict[str, Any]]:
+def run_seeds(
+    seeds: Sequence[int], workers: int, *, saved: Path | None = None, reuse: bool = False, **kwargs: Any
+) -> list[dict[str, Any]]:
     """:func:`compare_seed` for every seed: in this process when ``workers`` is 1, else in a pool of
-    ``workers`` spawned processes, one core each (results in seed order)."""
-    if workers <= 1 or len(seeds) <= 1:
-        return [compare_seed(seed, **kwargs) for seed in seeds]
+    ``workers`` spawned processes, one core each (results in seed order).
+
+    Each finished seed is written to ``saved/seed-<k>.json`` (atomically) as soon as it finishes, so an hour-long
+    run that is stopped loses only the seeds in flight; with ``reuse`` the seeds found there are read back
+    (marked ``"reused": true``) instead of run again. ``saved`` is keyed by the caller on everything that makes
+    a seed's result.
+    """
+    results: dict[int, dict[str, Any]] = {}
+    if saved is not None and reuse:
+        for seed in seeds:
+            path = saved / f"seed-{seed}.json"
+            if path.is_file():
+                results[seed] = json.loads(path.read_text(encoding="utf-8")) | {"reused": True}
+                log(f"seed {seed}: reused {path}")
+
+    def keep(result: dict[str, Any]) -> None:
+        results[result["seed"]] = result
+        if saved is not None:
+            saved.mkdir(parents=True, exist_ok=True)
+            with staged_file(saved / f"seed-{result['seed']}.json") as staging:
+                staging.write_text(json.dumps(result, default=str) + "\n", encoding="utf-8")
+
+    todo = [seed for seed in seeds if seed not in results]
+    if workers <= 1 or len(todo) <= 1:
+        for seed in todo:
+            keep(compare_seed(seed, **kwargs))
+        return [results[seed] for seed in seeds]
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
     context = multiprocessing.get_context("spawn")
     cores = context.Queue()
     for index in range(workers):
         cores.put(usable[index % len(usable)])
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
-        futures = [pool.submit(compare_seed, seed, **kwargs) for seed in seeds]
-        return [future.result() for future in futures]
+        for future in as_completed([pool.submit(compare_seed, seed, **kwargs) for seed in todo]):
+            keep(future.result())
+    return [results[seed] for seed in seeds]
 
 
 def _quantile(ordered: Sequence[float], share: float) -> float:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,22 @@ def test_spread_ranks_never_reached_above_every_number() -> None:
     assert hpo_compare.best_within([(3, 0.5), (9, 0.7), (12, 0.8)], 10) == 0.7
     assert hpo_compare.epochs_to_reach([(3, 0.5), (9, 0.7), (12, 0.8)], 0.75) == 12
     assert hpo_compare.epochs_to_reach([(3, 0.5)], 0.75) is None
+
+
+def test_two_workers_save_each_seed_and_resume_reads_them_back(tmp_path: Path) -> None:
+    def run(*extra: str) -> dict[str, Any]:
+        output = tmp_path / f"hpo{len(extra)}.json"
+        command = [sys.executable, str(SCRIPT), "--quick", "--parts", "hpo", "--seeds", "0", "1", "--workers", "2"]
+        command += ["--data-dir", str(tmp_path / "data"), "--output", str(output), *extra]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        report: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))["hpo"]
+        return report
+
+    first = run()
+    assert [s["seed"] for s in first["per_seed"]] == [0, 1] and not any("reused" in s for s in first["per_seed"])
+    (saved,) = (tmp_path / "data").glob("seeds-*")
+    assert sorted(p.name for p in saved.iterdir()) == ["seed-0.json", "seed-1.json"]
+    again = run("--resume")
+    assert [s.pop("reused") for s in again["per_seed"]] == [True, True]
+    assert again["per_seed"] == first["per_seed"] and again["by_method"] == first["by_method"]
