@@ -229,8 +229,10 @@ def compare_seed(
     fraction: float,
     device: str,
     workdir: Path,
+    methods: Sequence[str] = METHODS,
 ) -> dict[str, Any]:
-    """All five searches for one seed, each summarised, plus their trials and timelines."""
+    """The searches of ``methods`` (all five by default; ``random_1x`` always, it is the reference) for one seed,
+    each summarised, plus their trials and timelines. Without ``random_2x`` random search trains 1× only."""
     from expforge.tune.driver import run_hyperband, run_random_search
     from expforge.tune.hyperband import hyperband_schedule
     from expforge.tune.random_search import matched_budget, random_search_trials
@@ -246,36 +248,43 @@ def compare_seed(
     runs: dict[str, SearchRun] = {}
     base = workdir / f"seed-{seed}"
 
-    log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
-    started = time.perf_counter()
-    result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "hyperband")
-    runs["hyperband"] = _tune_run(result, seconds, time.perf_counter() - started)
+    if "hyperband" in methods:
+        log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
+        started = time.perf_counter()
+        result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "hyperband")
+        runs["hyperband"] = _tune_run(result, seconds, time.perf_counter() - started)
 
-    log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
-    started = time.perf_counter()
-    result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "bohb", model_based=True)
-    runs["bohb"] = _tune_run(result, seconds, time.perf_counter() - started)
+    if "bohb" in methods:
+        log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
+        started = time.perf_counter()
+        result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "bohb", model_based=True)
+        runs["bohb"] = _tune_run(result, seconds, time.perf_counter() - started)
 
-    log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
-    runs["optuna"] = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
+    if "optuna" in methods:
+        log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
+        runs["optuna"] = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
 
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
-    log(f"seed {seed}: random search, {budgets['2x'] // max_epochs} trials of {max_epochs} epochs")
+    widest = "2x" if "random_2x" in methods else "1x"
+    log(f"seed {seed}: random search, {budgets[widest] // max_epochs} trials of {max_epochs} epochs")
     started = time.perf_counter()
-    result = run_random_search(space, budgets["2x"], max_epochs, seed, train_fn, workdir=base / "random-search")
-    runs["random_2x"] = _tune_run(result, seconds, time.perf_counter() - started)
-    one_x = random_search_trials(space, budgets["1x"], max_epochs, seed)
-    prefix = [row["config"] for row in result.rows()[: len(one_x)]] == [item["config"] for item in one_x]
-    if prefix:
-        runs["random_1x"] = _random_prefix(runs["random_2x"], len(one_x), max_epochs)
-    else:  # sampling stopped being prefix-consistent: train the 1× run on its own
-        started = time.perf_counter()
-        result = run_random_search(space, budgets["1x"], max_epochs, seed, train_fn, workdir=base / "random-1x")
-        runs["random_1x"] = _tune_run(result, seconds, time.perf_counter() - started)
+    result = run_random_search(space, budgets[widest], max_epochs, seed, train_fn, workdir=base / "random-search")
+    runs[f"random_{widest}"] = _tune_run(result, seconds, time.perf_counter() - started)
+    prefix = None
+    if widest == "2x":
+        one_x = random_search_trials(space, budgets["1x"], max_epochs, seed)
+        prefix = [row["config"] for row in result.rows()[: len(one_x)]] == [item["config"] for item in one_x]
+        if prefix:
+            runs["random_1x"] = _random_prefix(runs["random_2x"], len(one_x), max_epochs)
+        else:  # sampling stopped being prefix-consistent: train the 1× run on its own
+            started = time.perf_counter()
+            result = run_random_search(space, budgets["1x"], max_epochs, seed, train_fn, workdir=base / "random-1x")
+            runs["random_1x"] = _tune_run(result, seconds, time.perf_counter() - started)
 
     references = {
         name: (max(best for _, best in runs[f"random_{name}"].timeline), runs[f"random_{name}"].total_epochs)
         for name in ("1x", "2x")
+        if f"random_{name}" in runs
     }
     return {
         "seed": seed,
@@ -286,6 +295,7 @@ def compare_seed(
             name: summarise(runs[name], references=references, budget=budget, real=real)
             | {"timeline": [list(p) for p in runs[name].timeline], "trials": runs[name].trials}
             for name in METHODS
+            if name in runs
         },
     }
 
@@ -383,22 +393,37 @@ FIGURES = (
 
 
 def aggregate(per_seed: Sequence[Mapping[str, Any]], *, target_ratio: float) -> dict[str, Any]:
-    """Per search and figure, the median and IQR over the seeds; the two goals as booleans."""
+    """Per search and figure, the median and IQR over the seeds; the two goals as booleans (``None`` when a
+    search a goal needs did not run)."""
+    ran = per_seed[0]["methods"]
     by_method = {
-        name: {figure: spread([seed["methods"][name][figure] for seed in per_seed]) for figure in FIGURES}
+        name: {
+            figure: spread([seed["methods"][name][figure] for seed in per_seed])
+            for figure in FIGURES
+            if figure in ran[name]
+        }
         for name in METHODS
+        if name in ran
     }
-    ratio = by_method["hyperband"]["ratio_to_random_1x"]["median"]
-    bohb = by_method["bohb"]["best_val_accuracy_at_equal_budget"]["median"]
-    optuna = by_method["optuna"]["best_val_accuracy_at_equal_budget"]["median"]
+
+    def median(name: str, figure: str) -> float | None:
+        return by_method[name][figure]["median"] if name in by_method else None
+
+    ratio = median("hyperband", "ratio_to_random_1x")
+    bohb = median("bohb", "best_val_accuracy_at_equal_budget")
+    optuna = median("optuna", "best_val_accuracy_at_equal_budget")
     return {
         "by_method": by_method,
         "goals": {
             "hyperband_ratio_to_random_1x_median": ratio,
-            "hyperband_at_most_target_of_random_epochs": ratio is not None and ratio <= target_ratio,
+            "hyperband_at_most_target_of_random_epochs": None
+            if "hyperband" not in by_method
+            else ratio is not None and ratio <= target_ratio,
             "target_ratio": target_ratio,
             "bohb_median_best_val_at_equal_budget": bohb,
             "optuna_median_best_val_at_equal_budget": optuna,
-            "bohb_at_least_as_good_as_optuna": bohb is not None and optuna is not None and bohb >= optuna,
+            "bohb_at_least_as_good_as_optuna": None
+            if "bohb" not in by_method or "optuna" not in by_method
+            else bohb is not None and optuna is not None and bohb >= optuna,
         },
     }

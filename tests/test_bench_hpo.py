@@ -152,3 +152,21 @@ def test_two_workers_save_each_seed_and_resume_reads_them_back(tmp_path: Path) -
     again = run("--resume")
     assert [s.pop("reused") for s in again["per_seed"]] == [True, True]
     assert again["per_seed"] == first["per_seed"] and again["by_method"] == first["by_method"]
+
+
+def test_a_subset_of_searches_runs_random_1x_as_the_reference_and_decides_nothing_it_did_not_run(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "hpo.json"
+    command = [sys.executable, str(SCRIPT), "--quick", "--parts", "hpo", "--methods", "hyperband"]
+    command += ["--data-dir", str(tmp_path / "data"), "--output", str(output)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    hpo = json.loads(output.read_text(encoding="utf-8"))["hpo"]
+    assert hpo["methods"] == ["random_1x", "hyperband"] and list(hpo["by_method"]) == ["random_1x", "hyperband"]
+    (seed,) = hpo["per_seed"]
+    assert list(seed["references"]) == ["1x"] and seed["methods"]["random_1x"]["total_epochs"] == 9
+    assert "ratio_to_random_2x" not in seed["methods"]["hyperband"]
+    assert isinstance(hpo["goals"]["hyperband_at_most_target_of_random_epochs"], bool)
+    assert hpo["goals"]["bohb_at_least_as_good_as_optuna"] is None and hpo["pass"] is None
+    assert "BOHB ≥ Optuna: not run" in completed.stderr
