@@ -153,10 +153,13 @@ def train_on_sets(
 
 
 def record_epoch_outputs(history: dsl.Artifact, tensorboard: dsl.Artifact, epochs: Sequence[Any]) -> None:
-    """Mark a training step's written history CSV and TensorBoard directory, and add the epoch-curve plot to
-    the latter (see :func:`expforge.viz.epoch_curves.write_epoch_curves`)."""
+    """Write a training step's per-epoch history CSV (atomically, one writer for both trainers), mark it and the
+    TensorBoard directory, and add the epoch-curve plot to the latter
+    (see :func:`expforge.viz.epoch_curves.write_epoch_curves`)."""
+    from expforge.train.history_csv import write_history_csv
     from expforge.viz.epoch_curves import write_epoch_curves
 
+    write_history_csv(epochs, history.path)
     history.metadata["format"] = "csv"
     write_epoch_curves(epochs, tensorboard.path)
     tensorboard.metadata["format"] = "tensorboard"

@@ -24,7 +24,6 @@ def train_sklearn(
     ``history`` is a CSV of per-epoch train/val loss and accuracy; ``metrics`` holds the final values;
     ``tensorboard`` a directory of TensorBoard event files with the same per-epoch values.
     """
-    from expforge.train.history_csv import write_history_csv
     from expforge.train.sklearn_trainer import train_sklearn as train
 
     result = train_on_sets(
@@ -41,5 +40,4 @@ def train_sklearn(
     )
     log_scalars(metrics, result.final)
     describe(model, result.params, framework="scikit-learn", format="skops")
-    write_history_csv(result.history, history.path)
     record_epoch_outputs(history, tensorboard, result.history)

@@ -37,7 +37,7 @@ def train_torch(
     the same per-epoch values (and the learning rate and throughput) as TensorBoard event files.
     """
     from expforge.train.checkpoint import CHECKPOINT_FORMAT
-    from expforge.train.torch_trainer import TorchTrainConfig, write_history_csv
+    from expforge.train.torch_trainer import TorchTrainConfig
     from expforge.train.torch_trainer import train_torch as train
 
     config = TorchTrainConfig.from_dict(
@@ -81,5 +81,4 @@ def train_torch(
         architecture=config.spec().architecture(),
         device=result.device,
     )
-    write_history_csv(result.history, history.path)
     record_epoch_outputs(history, tensorboard, result.history)
