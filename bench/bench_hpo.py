@@ -9,7 +9,8 @@ All figures come from one run and go into one JSON file (default ``bench/results
   the search optimises transfer. Per search, the median and IQR over seeds of (a) epochs to reach random search's
   best val accuracy, (b) best val accuracy at equal budget, (c) real-test accuracy (2,500 digits, read only
   here) of the model it selects, (d) wall time. Goals: Hyperband at most a quarter of random search's epochs,
-  BOHB at least as good as Optuna. Seeds run two at a time, one core each (``--workers``).
+  BOHB at least as good as Optuna. The unit of work is one search of one seed; two run at a time, one core
+  each (``--workers``), and each is kept as it finishes (``--resume``).
 * **Accuracy on real MNIST test digits** of one fixed recipe (written into the JSON exactly), trained on font
   digits only (target ≥ 95%) and on fonts then the real train split (target ≥ 99%).
 * **Throughput**: training images/s on CPU (pinned to ``--cpu-cores``, default 2) and, where torch sees a CUDA
@@ -21,7 +22,7 @@ machines this runs on), so "real test" is that set's 2,500-digit test split (the
 on), not MNIST's 10,000; 1,500 are val and 1,000 the real train split of the fonts-then-real recipe.
 
     python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 55 min on 2 CPU cores)
-    python bench/bench_hpo.py --parts hpo --resume   # the same, reusing the seeds a stopped run finished
+    python bench/bench_hpo.py --parts hpo --resume   # the same, reusing the searches a stopped run finished
     python bench/bench_hpo.py                    # every figure
     python bench/bench_hpo.py --quick            # a smoke test: tiny data, R=3, one seed, one recipe epoch
 """
@@ -288,14 +289,14 @@ def hpo(
 ) -> dict[str, Any]:
     """Every search on every seed (:mod:`hpo_compare`), then the medians, IQRs and the two goals.
 
-    Finished seeds are kept under ``build/bench/hpo/seeds-<key>/`` (the key covers the data, R, η, the epoch
-    fraction and the device); ``resume`` reads them back instead of training them again."""
+    Each finished search of each seed is kept under ``build/bench/hpo/seeds-<key>/seed-<k>/`` (the key covers the
+    data, R, η, the epoch fraction and the device, not which searches run); ``resume`` reads them back instead of
+    training them again, so searches can be added to a finished run later."""
     from expforge.tune.hyperband import hyperband_schedule
     from expforge.tune.space import SearchSpace
 
     schedule = hyperband_schedule(max_epochs, eta)
     identity = {"fonts": fonts.name, "real": real.name, "R": max_epochs, "eta": eta, "fraction": fraction}
-    identity["methods"] = sorted(methods)
     key = hashlib.sha256(json.dumps(identity | {"device": device}, sort_keys=True).encode()).hexdigest()[:12]
     per_seed = run_seeds(
         seeds,
@@ -426,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="Tiny everything (a smoke test, well under a minute).")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="HPO seeds (default 0 1 2 3 4).")
     parser.add_argument(
-        "--workers", type=int, default=None, help="Seeds run at once, one core each (default 2; --quick 1)."
+        "--workers", type=int, default=None, help="Searches run at once, one core each (default 2; --quick 1)."
     )
     parser.add_argument(
         "--methods",
@@ -436,7 +437,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Searches to run (default: all five; random_1x, the reference, always runs).",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="Reuse the seeds an earlier run with the same settings finished."
+        "--resume",
+        action="store_true",
+        help="Reuse the searches (per seed) that an earlier run with the same settings finished.",
     )
     parser.add_argument(
         "--val-fraction", type=float, default=0.3, help="Real digits in the val split (default 0.3: 1,500 of 5,000)."

@@ -13,8 +13,10 @@ search's best val accuracy (1× — the equal-budget run — and 2×), (b) the b
 (Hyperband's), (c) the real-test accuracy of the model it selects (its best trial trained the full ``R`` epochs),
 (d) its wall seconds. :func:`aggregate` turns the seeds into median and interquartile range per search.
 
-Seeds run in ``workers`` processes, each pinned to its own core with one torch thread, so every search is timed
-under the same conditions and a 2-core machine runs two seeds at once.
+The unit of work is one search of one seed (:func:`run_search`); :func:`run_seeds` runs them in ``workers``
+processes, each pinned to its own core with one torch thread, so every search is timed under the same conditions
+and a 2-core machine runs two at once. Each search's record is kept as it finishes (``seeds-<key>/seed-<k>/``):
+a stopped run loses only what was in flight, and a search added later trains alone (:func:`combine_seed`).
 """
 
 from __future__ import annotations
@@ -199,28 +201,49 @@ def test_accuracy(checkpoint: str | None, real: Path) -> float | None:
     return float((predicted == labels).mean())
 
 
-def summarise(
-    run: SearchRun, *, references: Mapping[str, tuple[float, int]], budget: int, real: Path
-) -> dict[str, Any]:
-    """The four figures of one search for one seed; ``references`` maps ``1x``/``2x`` to random search's
-    (best val accuracy, epochs)."""
-    summary: dict[str, Any] = {
+def record(run: SearchRun, *, real: Path) -> dict[str, Any]:
+    """What one search's run is worth keeping, independent of the other searches: its totals, selected model
+    (scored on the real test split now, while its checkpoint exists), wall time, timeline and trials."""
+    return {
         "total_epochs": run.total_epochs,
         "best_val_accuracy": max((best for _, best in run.timeline), default=None),
-        "best_val_accuracy_at_equal_budget": best_within(run.timeline, budget),
         "selected": None if run.selected is None else {k: v for k, v in run.selected.items() if k != "checkpoint"},
         "selected_test_accuracy": test_accuracy(None if run.selected is None else run.selected["checkpoint"], real),
         "wall_seconds": round(run.wall_seconds, 2),
+        "timeline": [list(point) for point in run.timeline],
+        "trials": run.trials,
+    }
+
+
+def summarise(kept: Mapping[str, Any], *, references: Mapping[str, tuple[float, int]], budget: int) -> dict[str, Any]:
+    """The four figures of one search for one seed from its :func:`record`; ``references`` maps ``1x``/``2x`` to
+    random search's (best val accuracy, epochs)."""
+    timeline = kept["timeline"]
+    summary: dict[str, Any] = {
+        **{k: kept[k] for k in ("total_epochs", "best_val_accuracy")},
+        "best_val_accuracy_at_equal_budget": best_within(timeline, budget),
+        **{k: kept[k] for k in ("selected", "selected_test_accuracy", "wall_seconds")},
     }
     for name, (accuracy, epochs) in references.items():
-        reach = epochs_to_reach(run.timeline, accuracy)
+        reach = epochs_to_reach(timeline, accuracy)
         summary[f"epochs_to_reach_random_{name}_best"] = reach
         summary[f"ratio_to_random_{name}"] = None if reach is None else reach / epochs
-    return summary
+    return summary | {"timeline": timeline, "trials": kept["trials"]}
 
 
-def compare_seed(
+# A search is one unit of work: ``random`` trains random search at the widest budget asked for and yields
+# ``random_1x`` (and ``random_2x``); each other search yields the method of its name.
+SEARCHES = ("random", "hyperband", "bohb", "optuna")
+
+
+def searches_for(methods: Sequence[str]) -> list[str]:
+    """The searches that produce ``methods`` (random search always: ``random_1x`` is the reference)."""
+    return [search for search in SEARCHES if search == "random" or search in methods]
+
+
+def run_search(
     seed: int,
+    search: str,
     *,
     fonts: Path,
     real: Path,
@@ -230,14 +253,16 @@ def compare_seed(
     device: str,
     workdir: Path,
     methods: Sequence[str] = METHODS,
-) -> dict[str, Any]:
-    """The searches of ``methods`` (all five by default; ``random_1x`` always, it is the reference) for one seed,
-    each summarised, plus their trials and timelines. Without ``random_2x`` random search trains 1× only."""
+) -> dict[str, dict[str, Any]]:
+    """Run one search for one seed and :func:`record` what it yields (method name → record). ``random`` trains
+    2× when ``random_2x`` is in ``methods`` (1× is then its first trials, which is checked), else 1× only."""
     from expforge.tune.driver import run_hyperband, run_random_search
     from expforge.tune.hyperband import hyperband_schedule
     from expforge.tune.random_search import matched_budget, random_search_trials
     from expforge.tune.space import SearchSpace
 
+    if search not in SEARCHES:
+        raise ValueError(f"search {search!r}: expected one of {', '.join(SEARCHES)}")
     schedule = hyperband_schedule(max_epochs, eta)
     space = SearchSpace.default()
     budget = schedule.total_epochs()
@@ -245,31 +270,26 @@ def compare_seed(
     train_fn = make_train_fn(
         fonts, real, seed=seed, horizon=max_epochs, fraction=fraction, device=device, seconds=seconds
     )
-    runs: dict[str, SearchRun] = {}
     base = workdir / f"seed-{seed}"
-
-    if "hyperband" in methods:
+    started = time.perf_counter()
+    if search == "hyperband":
         log(f"seed {seed}: Hyperband, {schedule.trials} trials, {budget} epochs")
-        started = time.perf_counter()
         result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "hyperband")
-        runs["hyperband"] = _tune_run(result, seconds, time.perf_counter() - started)
-
-    if "bohb" in methods:
+        return {"hyperband": record(_tune_run(result, seconds, time.perf_counter() - started), real=real)}
+    if search == "bohb":
         log(f"seed {seed}: BOHB (later brackets proposed by TPE on earlier brackets' records)")
-        started = time.perf_counter()
         result = run_hyperband(schedule, space, seed, train_fn, workdir=base / "bohb", model_based=True)
-        runs["bohb"] = _tune_run(result, seconds, time.perf_counter() - started)
-
-    if "optuna" in methods:
+        return {"bohb": record(_tune_run(result, seconds, time.perf_counter() - started), real=real)}
+    if search == "optuna":
         log(f"seed {seed}: Optuna TPESampler + HyperbandPruner, {budget} epochs")
-        runs["optuna"] = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
+        run = run_optuna_hyperband(space, schedule, seed, train_fn, workdir=base / "optuna", budget=budget)
+        return {"optuna": record(run, real=real)}
 
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
     widest = "2x" if "random_2x" in methods else "1x"
     log(f"seed {seed}: random search, {budgets[widest] // max_epochs} trials of {max_epochs} epochs")
-    started = time.perf_counter()
     result = run_random_search(space, budgets[widest], max_epochs, seed, train_fn, workdir=base / "random-search")
-    runs[f"random_{widest}"] = _tune_run(result, seconds, time.perf_counter() - started)
+    runs = {f"random_{widest}": _tune_run(result, seconds, time.perf_counter() - started)}
     prefix = None
     if widest == "2x":
         one_x = random_search_trials(space, budgets["1x"], max_epochs, seed)
@@ -280,24 +300,38 @@ def compare_seed(
             started = time.perf_counter()
             result = run_random_search(space, budgets["1x"], max_epochs, seed, train_fn, workdir=base / "random-1x")
             runs["random_1x"] = _tune_run(result, seconds, time.perf_counter() - started)
+    return {name: record(run, real=real) | {"is_prefix_of_2x": prefix} for name, run in runs.items()}
 
+
+def combine_seed(
+    seed: int, kept: Mapping[str, Mapping[str, Any]], *, budget: int, methods: Sequence[str] = METHODS
+) -> dict[str, Any]:
+    """One seed's result from its searches' records: random search's references, then every method summarised
+    against them (``methods`` picks which are reported; ``random_1x`` must be among the records)."""
     references = {
-        name: (max(best for _, best in runs[f"random_{name}"].timeline), runs[f"random_{name}"].total_epochs)
+        name: (kept[f"random_{name}"]["best_val_accuracy"], kept[f"random_{name}"]["total_epochs"])
         for name in ("1x", "2x")
-        if f"random_{name}" in runs
+        if f"random_{name}" in kept and (name == "1x" or "random_2x" in methods)
     }
+    reported = [name for name in METHODS if name in kept and (name == "random_1x" or name in methods)]
     return {
         "seed": seed,
         "budget_epochs": budget,
-        "random_1x_is_prefix_of_2x": prefix,
+        "random_1x_is_prefix_of_2x": kept["random_1x"].get("is_prefix_of_2x") if "random_2x" in reported else None,
         "references": {name: {"best_val_accuracy": acc, "epochs": ep} for name, (acc, ep) in references.items()},
-        "methods": {
-            name: summarise(runs[name], references=references, budget=budget, real=real)
-            | {"timeline": [list(p) for p in runs[name].timeline], "trials": runs[name].trials}
-            for name in METHODS
-            if name in runs
-        },
+        "methods": {name: summarise(kept[name], references=references, budget=budget) for name in reported},
     }
+
+
+def compare_seed(seed: int, *, methods: Sequence[str] = METHODS, **kwargs: Any) -> dict[str, Any]:
+    """Every search of ``methods`` for one seed, in this process, combined (:func:`combine_seed`)."""
+    from expforge.tune.hyperband import hyperband_schedule
+
+    kept: dict[str, dict[str, Any]] = {}
+    for search in searches_for(methods):
+        kept |= run_search(seed, search, methods=methods, **kwargs)
+    budget = hyperband_schedule(kwargs["max_epochs"], kwargs["eta"]).total_epochs()
+    return combine_seed(seed, kept, budget=budget, methods=methods)
 
 
 def _pin_worker(cores: Any) -> None:
@@ -307,46 +341,82 @@ def _pin_worker(cores: Any) -> None:
         os.sched_setaffinity(0, {cores.get()})
 
 
-def run_seeds(
-    seeds: Sequence[int], workers: int, *, saved: Path | None = None, reuse: bool = False, **kwargs: Any
-) -> list[dict[str, Any]]:
-    """:func:`compare_seed` for every seed: in this process when ``workers`` is 1, else in a pool of
-    ``workers`` spawned processes, one core each (results in seed order).
+def _yields(search: str, methods: Sequence[str]) -> list[str]:
+    """The methods one search's run must produce."""
+    if search != "random":
+        return [search]
+    return ["random_1x", "random_2x"] if "random_2x" in methods else ["random_1x"]
 
-    Each finished seed is written to ``saved/seed-<k>.json`` (atomically) as soon as it finishes, so an hour-long
-    run that is stopped loses only the seeds in flight; with ``reuse`` the seeds found there are read back
-    (marked ``"reused": true``) instead of run again. ``saved`` is keyed by the caller on everything that makes
-    a seed's result.
+
+def run_seeds(
+    seeds: Sequence[int],
+    workers: int,
+    *,
+    saved: Path | None = None,
+    reuse: bool = False,
+    methods: Sequence[str] = METHODS,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Every search of ``methods`` for every seed, combined per seed (results in seed order). The unit of work
+    is one search of one seed (:func:`run_search`): in this process when ``workers`` is 1, else in a pool of
+    ``workers`` spawned processes, one core each: longest first, then random search (the reference every
+    other figure needs) before the other searches.
+
+    Each search's records are written to ``saved/seed-<k>/<method>.json`` (atomically) as soon as it finishes,
+    so a stopped hours-long run loses only the searches in flight, and a later run that adds a search trains
+    only that one; with ``reuse`` the records found there are read back (the seed is then marked
+    ``"reused"``) instead of trained again. ``saved`` is keyed by the caller on everything that makes a record.
     """
-    results: dict[int, dict[str, Any]] = {}
+    from expforge.tune.hyperband import hyperband_schedule
+
+    kept: dict[int, dict[str, dict[str, Any]]] = {seed: {} for seed in seeds}
+    reused: set[int] = set()
     if saved is not None and reuse:
         for seed in seeds:
-            path = saved / f"seed-{seed}.json"
-            if path.is_file():
-                results[seed] = json.loads(path.read_text(encoding="utf-8")) | {"reused": True}
-                log(f"seed {seed}: reused {path}")
+            for path in sorted((saved / f"seed-{seed}").glob("*.json")):
+                kept[seed][path.stem] = json.loads(path.read_text(encoding="utf-8"))
+            if kept[seed]:
+                reused.add(seed)
+                log(f"seed {seed}: reused {', '.join(sorted(kept[seed]))} from {saved / f'seed-{seed}'}")
 
-    def keep(result: dict[str, Any]) -> None:
-        results[result["seed"]] = result
-        if saved is not None:
-            saved.mkdir(parents=True, exist_ok=True)
-            with staged_file(saved / f"seed-{result['seed']}.json") as staging:
-                staging.write_text(json.dumps(result, default=str) + "\n", encoding="utf-8")
+    def keep(seed: int, records: Mapping[str, dict[str, Any]]) -> None:
+        kept[seed].update(records)
+        if saved is None:
+            return
+        (saved / f"seed-{seed}").mkdir(parents=True, exist_ok=True)
+        for name, value in records.items():
+            with staged_file(saved / f"seed-{seed}" / f"{name}.json") as staging:
+                staging.write_text(json.dumps(value, default=str) + "\n", encoding="utf-8")
 
-    todo = [seed for seed in seeds if seed not in results]
+    def cost(search: str) -> int:  # epochs trained, in Hyperband budgets: every search trains ~1, random 2× two
+        return 2 if search == "random" and "random_2x" in methods else 1
+
+    todo = [
+        (seed, search)
+        for seed in seeds
+        for search in searches_for(methods)
+        if not all(name in kept[seed] for name in _yields(search, methods))
+    ]
+    # longest first, then the reference (random search) and the searches in SEARCHES order, each over the seeds
+    todo.sort(key=lambda task: (-cost(task[1]), SEARCHES.index(task[1]), task[0]))
     if workers <= 1 or len(todo) <= 1:
-        for seed in todo:
-            keep(compare_seed(seed, **kwargs))
-        return [results[seed] for seed in seeds]
-    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
-    context = multiprocessing.get_context("spawn")
-    cores = context.Queue()
-    for index in range(workers):
-        cores.put(usable[index % len(usable)])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
-        for future in as_completed([pool.submit(compare_seed, seed, **kwargs) for seed in todo]):
-            keep(future.result())
-    return [results[seed] for seed in seeds]
+        for seed, search in todo:
+            keep(seed, run_search(seed, search, methods=methods, **kwargs))
+    else:
+        usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
+        context = multiprocessing.get_context("spawn")
+        cores = context.Queue()
+        for index in range(workers):
+            cores.put(usable[index % len(usable)])
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
+            futures = {pool.submit(run_search, seed, search, methods=methods, **kwargs): seed for seed, search in todo}
+            for future in as_completed(futures):
+                keep(futures[future], future.result())
+    budget = hyperband_schedule(kwargs["max_epochs"], kwargs["eta"]).total_epochs()
+    return [
+        combine_seed(seed, kept[seed], budget=budget, methods=methods) | ({"reused": True} if seed in reused else {})
+        for seed in seeds
+    ]
 
 
 def _quantile(ordered: Sequence[float], share: float) -> float:

@@ -135,23 +135,63 @@ def test_spread_ranks_never_reached_above_every_number() -> None:
     assert hpo_compare.epochs_to_reach([(3, 0.5)], 0.75) is None
 
 
-def test_two_workers_save_each_seed_and_resume_reads_them_back(tmp_path: Path) -> None:
-    def run(*extra: str) -> dict[str, Any]:
+def test_two_workers_save_each_search_and_resume_trains_only_what_is_missing(tmp_path: Path) -> None:
+    def run(*extra: str) -> tuple[dict[str, Any], str]:
         output = tmp_path / f"hpo{len(extra)}.json"
         command = [sys.executable, str(SCRIPT), "--quick", "--parts", "hpo", "--seeds", "0", "1", "--workers", "2"]
         command += ["--data-dir", str(tmp_path / "data"), "--output", str(output), *extra]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
         assert completed.returncode == 0, completed.stderr[-3000:]
         report: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))["hpo"]
-        return report
+        return report, completed.stderr
 
-    first = run()
+    first, _ = run("--methods", "hyperband")
     assert [s["seed"] for s in first["per_seed"]] == [0, 1] and not any("reused" in s for s in first["per_seed"])
     (saved,) = (tmp_path / "data").glob("seeds-*")
-    assert sorted(p.name for p in saved.iterdir()) == ["seed-0.json", "seed-1.json"]
-    again = run("--resume")
+    assert sorted(str(p.relative_to(saved)) for p in saved.rglob("*.json")) == [
+        "seed-0/hyperband.json", "seed-0/random_1x.json", "seed-1/hyperband.json", "seed-1/random_1x.json"
+    ]  # fmt: skip
+
+    # Adding a search to a finished run trains that search alone; what was kept is read back unchanged.
+    again, log = run("--methods", "hyperband", "bohb", "--resume")
+    assert "seed 0: reused hyperband, random_1x" in log and "seed 1: reused hyperband, random_1x" in log
+    assert "Hyperband," not in log and "random search," not in log and log.count(": BOHB (") == 2
     assert [s.pop("reused") for s in again["per_seed"]] == [True, True]
-    assert again["per_seed"] == first["per_seed"] and again["by_method"] == first["by_method"]
+    for before, after in zip(first["per_seed"], again["per_seed"], strict=True):
+        assert after["methods"].pop("bohb")["total_epochs"] == after["budget_epochs"]
+        assert after == before
+    assert {name: again["by_method"][name] for name in first["by_method"]} == first["by_method"]
+    assert (saved / "seed-1" / "bohb.json").is_file()
+
+
+def test_a_seed_is_combined_from_its_searches_records() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import hpo_compare
+
+    def kept(timeline: list[list[float]], epochs: int) -> dict[str, Any]:
+        best = max(b for _, b in timeline)
+        return {"total_epochs": epochs, "best_val_accuracy": best, "selected": None, "selected_test_accuracy": None,
+                "wall_seconds": 1.0, "timeline": timeline, "trials": []}  # fmt: skip
+
+    records = {
+        "random_1x": kept([[9, 0.80], [18, 0.85], [27, 0.85]], 27) | {"is_prefix_of_2x": True},
+        "random_2x": kept([[9, 0.80], [18, 0.85], [27, 0.85], [36, 0.90], [45, 0.90], [54, 0.90]], 54),
+        "hyperband": kept([[3, 0.70], [6, 0.86], [30, 0.88]], 30),
+    }
+    seed = hpo_compare.combine_seed(4, records, budget=29, methods=hpo_compare.METHODS)
+    assert seed["references"] == {"1x": {"best_val_accuracy": 0.85, "epochs": 27},
+                                  "2x": {"best_val_accuracy": 0.90, "epochs": 54}}  # fmt: skip
+    hyperband = seed["methods"]["hyperband"]
+    assert (hyperband["epochs_to_reach_random_1x_best"], hyperband["ratio_to_random_1x"]) == (6, 6 / 27)
+    assert hyperband["epochs_to_reach_random_2x_best"] is None and hyperband["ratio_to_random_2x"] is None
+    assert hyperband["best_val_accuracy_at_equal_budget"] == 0.86  # the 30-epoch point is past the budget
+    assert seed["methods"]["random_1x"]["epochs_to_reach_random_1x_best"] == 18
+    assert seed["random_1x_is_prefix_of_2x"] is True
+    assert list(seed["methods"]) == ["random_1x", "random_2x", "hyperband"]
+    # a subset reports only what it asked for, even when more was kept
+    subset = hpo_compare.combine_seed(4, records, budget=29, methods=["hyperband"])
+    assert list(subset["methods"]) == ["random_1x", "hyperband"] and list(subset["references"]) == ["1x"]
+    assert "ratio_to_random_2x" not in subset["methods"]["hyperband"] and subset["random_1x_is_prefix_of_2x"] is None
 
 
 def test_a_subset_of_searches_runs_random_1x_as_the_reference_and_decides_nothing_it_did_not_run(
