@@ -360,7 +360,7 @@ def run_seeds(
     """Every search of ``methods`` for every seed, combined per seed (results in seed order). The unit of work
     is one search of one seed (:func:`run_search`): in this process when ``workers`` is 1, else in a pool of
     ``workers`` spawned processes, one core each: longest first, then random search (the reference every
-    other figure needs) before the other searches.
+    other figure needs), Hyperband, and BOHB and Optuna seed by seed.
 
     Each search's records are written to ``saved/seed-<k>/<method>.json`` (atomically) as soon as it finishes,
     so a stopped hours-long run loses only the searches in flight, and a later run that adds a search trains
@@ -397,8 +397,9 @@ def run_seeds(
         for search in searches_for(methods)
         if not all(name in kept[seed] for name in _yields(search, methods))
     ]
-    # longest first, then the reference (random search) and the searches in SEARCHES order, each over the seeds
-    todo.sort(key=lambda task: (-cost(task[1]), SEARCHES.index(task[1]), task[0]))
+    # Longest first; then random search (the reference), then Hyperband, then the model-based searches seed by
+    # seed, so a run stopped early still holds BOHB and Optuna on the same seeds to compare.
+    todo.sort(key=lambda task: (-cost(task[1]), min(SEARCHES.index(task[1]), 2), task[0], SEARCHES.index(task[1])))
     if workers <= 1 or len(todo) <= 1:
         for seed, search in todo:
             keep(seed, run_search(seed, search, methods=methods, **kwargs))
