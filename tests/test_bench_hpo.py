@@ -179,13 +179,18 @@ def test_a_seed_is_combined_from_its_searches_records() -> None:
         "hyperband": kept([[3, 0.70], [6, 0.86], [30, 0.88]], 30),
     }
     seed = hpo_compare.combine_seed(4, records, budget=29, methods=hpo_compare.METHODS)
-    assert seed["references"] == {"1x": {"best_val_accuracy": 0.85, "epochs": 27},
-                                  "2x": {"best_val_accuracy": 0.90, "epochs": 54}}  # fmt: skip
+    assert seed["references"] == {
+        "1x": {"best_val_accuracy": 0.85, "epochs": 27, "epochs_to_first_reach": 18},
+        "2x": {"best_val_accuracy": 0.90, "epochs": 54, "epochs_to_first_reach": 36},
+    }
     hyperband = seed["methods"]["hyperband"]
     assert (hyperband["epochs_to_reach_random_1x_best"], hyperband["ratio_to_random_1x"]) == (6, 6 / 27)
+    assert hyperband["ratio_to_random_1x_first_reach"] == 6 / 18  # random search itself first got there at 18
+    assert hyperband["ratio_to_random_2x_first_reach"] is None
     assert hyperband["epochs_to_reach_random_2x_best"] is None and hyperband["ratio_to_random_2x"] is None
     assert hyperband["best_val_accuracy_at_equal_budget"] == 0.86  # the 30-epoch point is past the budget
     assert seed["methods"]["random_1x"]["epochs_to_reach_random_1x_best"] == 18
+    assert seed["methods"]["random_1x"]["ratio_to_random_1x_first_reach"] == 1.0
     assert seed["random_1x_is_prefix_of_2x"] is True
     assert list(seed["methods"]) == ["random_1x", "random_2x", "hyperband"]
     # a subset reports only what it asked for, even when more was kept
