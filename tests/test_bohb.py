@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 
 from expforge.errors import ExpforgeError
-from expforge.tune.bohb import RANDOM_FRACTION, model_budget, propose_configurations, propose_trials
+from expforge.tune.bohb import (
+    RANDOM_FRACTION,
+    _quiet_independent_sampling,
+    model_budget,
+    propose_configurations,
+    propose_trials,
+)
 from expforge.tune.records import TrialItem, TrialRecord
 from expforge.tune.space import SearchSpace
 
@@ -79,3 +86,14 @@ def test_a_record_from_another_search_space_is_one_clear_error() -> None:
     outside = record(1, {"lr": 1e-3, "width": 64, "dropout": 0.1}, score=0.5)
     with pytest.raises(ExpforgeError, match=r"records\[0\]\.item\.config\.width .*another search space"):
         propose_configurations(SPACE, [outside], 3, seed=0)
+
+
+def test_no_optuna_deprecation_warning_in_a_step_log() -> None:
+    records = [record(i, c) for i, c in enumerate(SPACE.sample_configurations(20, seed=1, salt="seen"))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, modelled = propose_configurations(SPACE, records, 12, seed=0, salt="bracket-0")
+    assert any(modelled)  # the TPE sampler was built and asked
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+    assert _quiet_independent_sampling("4.8.1") == {"warn_independent_sampling": False}
+    assert _quiet_independent_sampling("4.9.0") == {} == _quiet_independent_sampling("5.0.0")

@@ -19,6 +19,7 @@ choices) is refused with a one-line error: a model fitted on another search spac
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -128,7 +129,7 @@ def propose_configurations(
         n_startup_trials=0,
         n_ei_candidates=CANDIDATES,
         multivariate=True,
-        warn_independent_sampling=False,
+        **_quiet_independent_sampling(optuna.__version__),
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     worst = min(finite)  # a diverged trial (no finite metric) counts as the worst one seen
@@ -150,6 +151,14 @@ def propose_configurations(
         trial = study.ask(declared)
         proposals.append({name: _plain(trial.params[name]) for name in space.names})
     return proposals, from_model
+
+
+def _quiet_independent_sampling(version: str) -> dict[str, bool]:
+    """The keyword that keeps TPE from warning at every independent fallback, where one is needed: before Optuna
+    4.9 it warns unless ``warn_independent_sampling=False``; 4.9 deprecated the flag (with a ``FutureWarning`` in
+    every step's log) and made not warning the default."""
+    major, minor = (int(part) for part in re.findall(r"\d+", version)[:2])
+    return {} if (major, minor) >= (4, 9) else {"warn_independent_sampling": False}
 
 
 def _as_declared(parameter: Parameter, value: Any) -> Any:
