@@ -153,7 +153,7 @@ def propose_configurations(
     return proposals, from_model
 
 
-def _quiet_independent_sampling(version: str) -> dict[str, bool]:
+def _quiet_independent_sampling(version: str) -> dict[str, Any]:
     """The keyword that keeps TPE from warning at every independent fallback, where one is needed: before Optuna
     4.9 it warns unless ``warn_independent_sampling=False``; 4.9 deprecated the flag (with a ``FutureWarning`` in
     every step's log) and made not warning the default."""
