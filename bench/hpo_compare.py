@@ -1,6 +1,6 @@
 """The search comparison of `make bench-hpo`: five searches, the same trainer, the same budget, many seeds.
 
-For one seed, :func:`compare_seed` runs, on one trial function (font digits → the real val split):
+For one seed, :func:`run_search` runs each of these on one trial function (font digits → the real val split):
 
 * ``random_1x`` / ``random_2x`` — random search at 1× and 2× Hyperband's epoch budget (1× is the first trials of
   the 2× run: sampling is prefix-consistent and each trial trains alone, which is checked, not assumed);
@@ -343,17 +343,6 @@ def combine_seed(
         "references": {name: reference.to_dict() for name, reference in references.items()},
         "methods": {name: summarise(kept[name], references=references, budget=budget) for name in reported},
     }
-
-
-def compare_seed(seed: int, *, methods: Sequence[str] = METHODS, **kwargs: Any) -> dict[str, Any]:
-    """Every search of ``methods`` for one seed, in this process, combined (:func:`combine_seed`)."""
-    from expforge.tune.hyperband import hyperband_schedule
-
-    kept: dict[str, dict[str, Any]] = {}
-    for search in searches_for(methods):
-        kept |= run_search(seed, search, methods=methods, **kwargs)
-    budget = hyperband_schedule(kwargs["max_epochs"], kwargs["eta"]).total_epochs()
-    return combine_seed(seed, kept, budget=budget, methods=methods)
 
 
 def _pin_worker(cores: Any) -> None:
