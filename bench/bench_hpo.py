@@ -446,7 +446,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="Reuse the searches (per seed) that an earlier run with the same settings finished.",
+        help="Reuse the searches (per seed) that an earlier run with the same settings finished; random_2x then "
+        "trains only the trials after a kept random_1x run.",
     )
     parser.add_argument(
         "--val-fraction", type=float, default=0.3, help="Real digits in the val split (default 0.3: 1,500 of 5,000)."

@@ -16,7 +16,8 @@ search's best val accuracy (1× — the equal-budget run — and 2×), (b) the b
 The unit of work is one search of one seed (:func:`run_search`); :func:`run_seeds` runs them in ``workers``
 processes, each pinned to its own core with one torch thread, so every search is timed under the same conditions
 and a 2-core machine runs two at once. Each search's record is kept as it finishes (``seeds-<key>/seed-<k>/``):
-a stopped run loses only what was in flight, and a search added later trains alone (:func:`combine_seed`).
+a stopped run loses only what was in flight, and a search added later trains alone (:func:`combine_seed`);
+``random_2x`` added to a kept ``random_1x`` trains only the trials after it (:func:`extend_record`).
 """
 
 from __future__ import annotations
@@ -275,9 +276,14 @@ def run_search(
     device: str,
     workdir: Path,
     methods: Sequence[str] = METHODS,
+    extend: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run one search for one seed and :func:`record` what it yields (method name → record). ``random`` trains
-    2× when ``random_2x`` is in ``methods`` (1× is then its first trials, which is checked), else 1× only."""
+    2× when ``random_2x`` is in ``methods`` (1× is then its first trials, which is checked), else 1× only.
+
+    ``extend`` is a kept ``random_1x`` record of this seed: when it is the 2× plan's first trials (same ids, same
+    configurations) only the rest is trained and appended to it (:func:`extend_record`), half the epochs of a
+    whole 2× run; otherwise it is ignored and 2× trains whole."""
     from expforge.tune.driver import run_hyperband, run_random_search
     from expforge.tune.hyperband import hyperband_schedule
     from expforge.tune.random_search import matched_budget, random_search_trials
@@ -309,6 +315,20 @@ def run_search(
 
     budgets = {"1x": matched_budget(schedule, 1.0), "2x": matched_budget(schedule, 2.0)}
     widest = "2x" if "random_2x" in methods else "1x"
+    if widest == "2x" and extend is not None:
+        one_x = random_search_trials(space, budgets["1x"], max_epochs, seed)
+        two_x = random_search_trials(space, budgets["2x"], max_epochs, seed)
+        planned = [(item["trial_id"], item["config"]) for item in two_x[: len(one_x)]]
+        if [(row["trial_id"], row["config"]) for row in extend["trials"]] == planned:
+            rest_count = len(two_x) - len(one_x)
+            log(f"seed {seed}: random search 2x, its last {rest_count} trials (the kept 1x run is the rest)")
+            result = run_random_search(
+                space, budgets["2x"], max_epochs, seed, train_fn, workdir=base / "random-search", first=len(one_x)
+            )
+            rest = record(_tune_run(result, seconds, time.perf_counter() - started), real=real)
+            head = {**extend, "is_prefix_of_2x": True}
+            return {"random_1x": head, "random_2x": extend_record(head, rest)}
+        log(f"seed {seed}: the kept random_1x run is not the 2x plan's first trials; training 2x whole")
     log(f"seed {seed}: random search, {budgets[widest] // max_epochs} trials of {max_epochs} epochs")
     result = run_random_search(space, budgets[widest], max_epochs, seed, train_fn, workdir=base / "random-search")
     runs = {f"random_{widest}": _tune_run(result, seconds, time.perf_counter() - started)}
@@ -323,6 +343,34 @@ def run_search(
             result = run_random_search(space, budgets["1x"], max_epochs, seed, train_fn, workdir=base / "random-1x")
             runs["random_1x"] = _tune_run(result, seconds, time.perf_counter() - started)
     return {name: record(run, real=real) | {"is_prefix_of_2x": prefix} for name, run in runs.items()}
+
+
+def extend_record(head: Mapping[str, Any], rest: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`record` of one random search from the records of its first trials (``head``) and of the trials
+    after them (``rest``, trained alone with ``first=``): what the whole run would have recorded, since each trial
+    trains alone. ``rest``'s epochs and best-so-far continue ``head``'s; its selected model replaces ``head``'s only
+    when strictly better (a tie goes to the earlier trial id, as ``promote`` ranks); wall seconds add up."""
+    offset = int(head["total_epochs"])
+    head_best = max((best for _, best in head["timeline"]), default=-math.inf)
+    timeline = [list(point) for point in head["timeline"]]
+    timeline += [[offset + int(epochs), max(head_best, best)] for epochs, best in rest["timeline"]]
+    trials = [dict(row) for row in head["trials"]]
+    trials += [{**row, "cumulative_epochs": offset + int(row["cumulative_epochs"])} for row in rest["trials"]]
+    chosen = head
+    if rest["selected"] is not None and (
+        head["selected"] is None or rest["selected"]["val_accuracy"] > head["selected"]["val_accuracy"]
+    ):
+        chosen = rest
+    return {
+        "total_epochs": offset + int(rest["total_epochs"]),
+        "best_val_accuracy": max((best for _, best in timeline), default=None),
+        "selected": chosen["selected"],
+        "selected_test_accuracy": chosen["selected_test_accuracy"],
+        "wall_seconds": round(float(head["wall_seconds"]) + float(rest["wall_seconds"]), 2),
+        "timeline": timeline,
+        "trials": trials,
+        "is_prefix_of_2x": True,
+    }
 
 
 def combine_seed(
@@ -376,7 +424,8 @@ def run_seeds(
     Each search's records are written to ``saved/seed-<k>/<method>.json`` (atomically) as soon as it finishes,
     so a stopped hours-long run loses only the searches in flight, and a later run that adds a search trains
     only that one; with ``reuse`` the records found there are read back (the seed is then marked
-    ``"reused"``) instead of trained again. ``saved`` is keyed by the caller on everything that makes a record.
+    ``"reused"``) instead of trained again, and a kept ``random_1x`` is extended to ``random_2x`` rather than
+    retrained. ``saved`` is keyed by the caller on everything that makes a record.
     """
     from expforge.tune.hyperband import hyperband_schedule
 
@@ -399,8 +448,11 @@ def run_seeds(
             with staged_file(saved / f"seed-{seed}" / f"{name}.json") as staging:
                 staging.write_text(json.dumps(value, default=str) + "\n", encoding="utf-8")
 
-    def cost(search: str) -> int:  # epochs trained, in Hyperband budgets: every search trains ~1, random 2× two
-        return 2 if search == "random" and "random_2x" in methods else 1
+    def extend(seed: int, search: str) -> Mapping[str, Any] | None:  # a kept 1× run that 2× can continue
+        return kept[seed].get("random_1x") if search == "random" and "random_2x" in methods else None
+
+    def cost(seed: int, search: str) -> int:  # epochs trained, in Hyperband budgets: ~1 each, a whole random 2× two
+        return 2 if search == "random" and "random_2x" in methods and extend(seed, search) is None else 1
 
     todo = [
         (seed, search)
@@ -410,10 +462,10 @@ def run_seeds(
     ]
     # Longest first; then random search (the reference), then Hyperband, then the model-based searches seed by
     # seed, so a run stopped early still holds BOHB and Optuna on the same seeds to compare.
-    todo.sort(key=lambda task: (-cost(task[1]), min(SEARCHES.index(task[1]), 2), task[0], SEARCHES.index(task[1])))
+    todo.sort(key=lambda task: (-cost(*task), min(SEARCHES.index(task[1]), 2), task[0], SEARCHES.index(task[1])))
     if workers <= 1 or len(todo) <= 1:
         for seed, search in todo:
-            keep(seed, run_search(seed, search, methods=methods, **kwargs))
+            keep(seed, run_search(seed, search, methods=methods, extend=extend(seed, search), **kwargs))
     else:
         usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
         context = multiprocessing.get_context("spawn")
@@ -421,7 +473,10 @@ def run_seeds(
         for index in range(workers):
             cores.put(usable[index % len(usable)])
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
-            futures = {pool.submit(run_search, seed, search, methods=methods, **kwargs): seed for seed, search in todo}
+            futures = {
+                pool.submit(run_search, seed, search, methods=methods, extend=extend(seed, search), **kwargs): seed
+                for seed, search in todo
+            }
             for future in as_completed(futures):
                 keep(futures[future], future.result())
     budget = hyperband_schedule(kwargs["max_epochs"], kwargs["eta"]).total_epochs()

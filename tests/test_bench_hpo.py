@@ -215,3 +215,62 @@ def test_a_subset_of_searches_runs_random_1x_as_the_reference_and_decides_nothin
     assert isinstance(hpo["goals"]["hyperband_at_most_target_of_random_epochs"], bool)
     assert hpo["goals"]["bohb_at_least_as_good_as_optuna"] is None and hpo["pass"] is None
     assert "BOHB ≥ Optuna: not run" in completed.stderr
+
+
+def test_random_2x_added_later_trains_only_its_last_trials_and_records_what_a_whole_run_does(tmp_path: Path) -> None:
+    def run(data: str, *extra: str) -> tuple[dict[str, Any], str]:
+        output = tmp_path / f"{data}-{len(extra)}.json"
+        command = [sys.executable, str(SCRIPT), "--quick", "--parts", "hpo", "--data-dir", str(tmp_path / data)]
+        completed = subprocess.run(
+            [*command, "--output", str(output), *extra], capture_output=True, text=True, timeout=300, cwd=REPO
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        report: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))["hpo"]
+        return report, completed.stderr
+
+    run("added", "--methods", "hyperband")
+    added, log = run("added", "--methods", "random_2x", "hyperband", "--resume")
+    # R=3: 1x is 3 trials, 2x 7; the kept three are not trained again, and Hyperband not at all.
+    assert "seed 0: random search 2x, its last 4 trials" in log and "random search," not in log
+    assert "Hyperband," not in log
+    whole, whole_log = run("whole", "--methods", "random_2x")
+    assert "seed 0: random search, 7 trials of 3 epochs" in whole_log
+
+    def comparable(seed: dict[str, Any]) -> dict[str, Any]:
+        methods = {name: dict(figures) for name, figures in seed["methods"].items() if name.startswith("random")}
+        for figures in methods.values():
+            figures.pop("wall_seconds")
+            figures["trials"] = [{k: v for k, v in row.items() if k != "seconds"} for row in figures["trials"]]
+        return {"references": seed["references"], "prefix": seed["random_1x_is_prefix_of_2x"], "methods": methods}
+
+    (added_seed,), (whole_seed,) = added["per_seed"], whole["per_seed"]
+    assert added_seed["methods"]["random_2x"]["total_epochs"] == 21
+    assert comparable(added_seed) == comparable(whole_seed)
+
+
+def test_a_random_run_is_extended_by_the_records_of_its_later_trials() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import hpo_compare
+
+    def kept(accuracies: list[float], first_id: int) -> dict[str, Any]:
+        trials = [
+            {"trial_id": f"rs-c{first_id + i:02d}", "val_accuracy": a, "cumulative_epochs": 3 * (i + 1), "seconds": 2.0}
+            for i, a in enumerate(accuracies)
+        ]
+        timeline = [[3 * (i + 1), max(accuracies[: i + 1])] for i in range(len(accuracies))]
+        best = max(trials, key=lambda row: row["val_accuracy"])
+        return {"total_epochs": 3 * len(accuracies), "best_val_accuracy": timeline[-1][1],
+                "wall_seconds": 2.0 * len(trials), "timeline": timeline, "trials": trials,
+                "selected": {"trial_id": best["trial_id"], "val_accuracy": best["val_accuracy"]},
+                "selected_test_accuracy": best["val_accuracy"] - 0.01}  # fmt: skip
+
+    head = kept([0.80, 0.85], 0)
+    better = hpo_compare.extend_record(head, kept([0.70, 0.90], 2))
+    assert better["timeline"] == [[3, 0.80], [6, 0.85], [9, 0.85], [12, 0.90]]
+    assert [row["cumulative_epochs"] for row in better["trials"]] == [3, 6, 9, 12]
+    assert better["total_epochs"] == 12 and better["best_val_accuracy"] == 0.90 and better["wall_seconds"] == 8.0
+    assert better["selected"]["trial_id"] == "rs-c03" and better["selected_test_accuracy"] == pytest.approx(0.89)
+    # A later trial that only ties the head's best does not replace it: the earlier trial id wins, as promote ranks.
+    tied = hpo_compare.extend_record(head, kept([0.85], 2))
+    assert tied["selected"]["trial_id"] == "rs-c01" and tied["selected_test_accuracy"] == pytest.approx(0.84)
+    assert tied["is_prefix_of_2x"] is True and head["total_epochs"] == 6  # the head record is not changed

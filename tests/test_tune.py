@@ -434,6 +434,19 @@ def test_random_search_driver(tmp_path: Path) -> None:
     assert result.timeline[-1] == (63, result.best.metric("val_accuracy"))
 
 
+def test_random_search_driver_can_skip_the_trials_a_smaller_run_already_trained(tmp_path: Path) -> None:
+    space = SearchSpace.from_dict(SPACE)
+    whole = run_random_search(space, 63, 9, 5, FakeTrainer(), workdir=tmp_path / "whole")
+    trainer = FakeTrainer()
+    rest = run_random_search(space, 63, 9, 5, trainer, workdir=tmp_path / "rest", first=3)
+    assert len(trainer.calls) == 4 and rest.total_epochs == 36
+    assert [t.item.trial_id for t in rest.trials] == [t.item.trial_id for t in whole.trials[3:]]
+    assert [t.metrics for t in rest.trials] == [t.metrics for t in whole.trials[3:]]
+    for first, expected in ((7, "skips every one of the plan's 7 trials"), (-1, "is negative or not an integer")):
+        with pytest.raises(ExpforgeError, match=expected):
+            run_random_search(space, 63, 9, 5, FakeTrainer(), workdir=tmp_path / "bad", first=first)
+
+
 def test_driver_rejects_a_train_fn_without_the_metric(tmp_path: Path) -> None:
     with pytest.raises(ExpforgeError, match="returned no numeric 'val_accuracy'"):
         run_random_search(SearchSpace.from_dict(SPACE), 9, 9, 0, lambda *_: {"loss": 1.0}, workdir=tmp_path)

@@ -198,12 +198,21 @@ def run_random_search(
     *,
     workdir: Path | str,
     metric: str = "val_accuracy",
+    first: int = 0,
 ) -> TuneResult:
-    """Train ``budget_epochs // epochs_per_trial`` random configurations for ``epochs_per_trial`` epochs each."""
+    """Train ``budget_epochs // epochs_per_trial`` random configurations for ``epochs_per_trial`` epochs each.
+
+    ``first`` skips the plan's first trials: a run that already trained them (same seed, a smaller budget: the
+    plan is prefix-consistent and each trial trains alone) is extended by training only the rest."""
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+        raise ExpforgeError(f"first: {first!r} is negative or not an integer")
     workdir = Path(workdir)
     result = TuneResult(method="random-search", metric=metric)
     recorder = _Recorder(result)
-    for loop_item in random_search_trials(space, budget_epochs, epochs_per_trial, seed):
+    plan = random_search_trials(space, budget_epochs, epochs_per_trial, seed)
+    if first >= len(plan):
+        raise ExpforgeError(f"first: {first} skips every one of the plan's {len(plan)} trials; nothing to train")
+    for loop_item in plan[first:]:
         item = TrialItem.from_loop_item(
             loop_item, bracket=None, rung=0, epochs=epochs_per_trial, max_epochs=epochs_per_trial
         )
