@@ -7,7 +7,9 @@ throughput figure, which must not leak into the other tests of this process.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,11 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         assert 0.0 <= figures["selected_test_accuracy"] <= 1.0 and figures["wall_seconds"] > 0
         assert figures["best_val_accuracy_at_equal_budget"] <= figures["best_val_accuracy"]
         assert figures["selected"]["trial_id"] in {t["trial_id"] for t in figures["trials"]}
+        # One timeline point per trial, at its end (Optuna's pruner reads every epoch; those readings are not
+        # results found): the running best of the values the trials ended on, at the epochs trained by then.
+        ends = [t["val_accuracy"] for t in figures["trials"]]
+        assert [best for _, best in figures["timeline"]] == list(itertools.accumulate(ends, max))
+        assert [epochs for epochs, _ in figures["timeline"]] == [t["cumulative_epochs"] for t in figures["trials"]]
         for ref in ("1x", "2x"):
             reach = figures[f"epochs_to_reach_random_{ref}_best"]
             if reach is None:
@@ -274,3 +281,28 @@ def test_a_random_run_is_extended_by_the_records_of_its_later_trials() -> None:
     tied = hpo_compare.extend_record(head, kept([0.85], 2))
     assert tied["selected"]["trial_id"] == "rs-c01" and tied["selected_test_accuracy"] == pytest.approx(0.84)
     assert tied["is_prefix_of_2x"] is True and head["total_epochs"] == 6  # the head record is not changed
+
+
+def test_optuna_search_is_the_same_search_on_every_run(tmp_path: Path) -> None:
+    """The pruner's brackets hang on the study's name; an unnamed study is named at random, so runs differed."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import hpo_compare
+
+    from expforge.tune.hyperband import hyperband_schedule
+    from expforge.tune.space import SearchSpace
+
+    def train_fn(config: dict[str, Any], epochs: int, resume_from: Path | None, out: Path) -> dict[str, float]:
+        ceiling = 0.99 - 0.1 * abs(math.log10(config["lr"]) + 3) - 0.2 * config["dropout"]
+        return {"val_accuracy": ceiling * (1 - 0.6**epochs)}
+
+    schedule = hyperband_schedule(9, 3)
+    runs = [
+        hpo_compare.run_optuna_hyperband(
+            SearchSpace.default(), schedule, 3, train_fn, workdir=tmp_path / str(k), budget=schedule.total_epochs()
+        )
+        for k in range(2)
+    ]
+    first, second = ([{k: v for k, v in row.items() if k != "seconds"} for row in run.trials] for run in runs)
+    assert len(first) >= 5 and any(row["pruned"] for row in first) and any(not row["pruned"] for row in first)
+    assert first == second
+    assert runs[0].timeline == runs[1].timeline and len(runs[0].timeline) == len(first)
