@@ -344,7 +344,10 @@ def hpo(
             "the share of random search's budget the search needed to match it (the goal's figure)",
             "ratio_to_random_1x_first_reach": "epochs_to_reach_random_1x_best / the epochs random search 1x had "
             "trained when it first reached its own best: the stricter speed-up, reported beside the goal",
-            "best_val_accuracy_at_equal_budget": "best val accuracy of any trial within Hyperband's epoch budget",
+            "best_val_accuracy_at_equal_budget": "best val accuracy any trial ended with (its last epoch: a rung's "
+            "end, a pruned or a complete trial) within Hyperband's epoch budget; one reading per trial for every "
+            "search (Optuna's per-epoch reports to its pruner are not counted)",
+            "timeline": "one point per trial, at its end: (epochs trained so far, best val accuracy so far)",
             "selected_test_accuracy": "real-test accuracy of the model the search selects: its best trial "
             "trained all R epochs",
             "spread": "median, q1, q3 (inclusive quartiles) and IQR over the seeds; null ranks as +inf",
