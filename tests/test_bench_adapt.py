@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +31,12 @@ def test_a_tiny_run_reports_adaptation_and_the_fine_tune_from_the_adapted_model(
     assert {"fonts_only", "fonts_adapted", "gain"} == set(report["test_accuracy"])
     assert [c["name"] for c in report["adaptation"]["candidates"]][:2] == ["none", "adabn"]
     tuned = report["fine_tuned"]
-    assert tuned["from"] == "adapted" and tuned["epochs"] == 2 and len(tuned["val_accuracy_by_epoch"]) == 2
+    assert (
+        tuned["from"] == "adapted"
+        and tuned["epochs"] == 2
+        and tuned["labels"] == 2000
+        and len(tuned["val_accuracy_by_epoch"]) == 2
+    )
     assert tuned["val_accuracy"] == pytest.approx(max(tuned["val_accuracy_by_epoch"]), abs=1e-4)
     assert 0.0 <= tuned["test_accuracy"] <= 1.0
     assert set(report["targets"]) == {"fonts_adapted_ge_0.97", "fonts_plus_real_labels_ge_0.995"}
@@ -43,4 +50,37 @@ def test_fine_tuning_from_an_adaptation_that_did_not_run_is_refused(tmp_path: Pa
         completed.stderr.strip()
         .splitlines()[-1]
         .endswith("--fine-tune-from adapted: needs the adaptation (drop --no-adapt)")
+    )
+
+
+def _labelled_subset() -> Any:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_adapt
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return bench_adapt.labelled_subset
+
+
+def test_a_learning_curves_label_subsets_are_stratified_and_nested() -> None:
+    subset = _labelled_subset()
+    labels = np.repeat(np.arange(10), [150, 250, 200, 200, 200, 200, 200, 200, 200, 200])
+    np.random.default_rng(7).shuffle(labels)
+    smaller, larger = subset(labels, 250, 0), subset(labels, 1000, 0)
+    assert len(smaller) == 250 and len(larger) == 1000 and len(set(smaller)) == 250
+    assert set(smaller) <= set(larger)  # a larger count keeps every smaller count's digits
+    assert np.bincount(labels[larger], minlength=10).tolist() == [75, 125] + [100] * 8  # each class its share
+    assert abs(np.bincount(labels[smaller], minlength=10) - np.bincount(labels, minlength=10) / 8).max() < 1
+    assert subset(labels, 250, 0).tolist() == smaller.tolist()  # the split seed fixes the digits
+    assert subset(labels, 250, 1).tolist() != smaller.tolist()
+    assert subset(labels, 0, 0).tolist() == list(range(len(labels))) == subset(labels, 5000, 0).tolist()
+
+
+def test_a_negative_label_count_is_refused(tmp_path: Path) -> None:
+    completed = _run(tmp_path, "--no-adapt", "--fine-tune-epochs", "1", "--fine-tune-labels", "-5")
+    assert completed.returncode == 2
+    assert (
+        completed.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--fine-tune-labels: -5 is not a count of digits (0 means all)")
     )
