@@ -15,7 +15,10 @@ everything that makes them), so adaptation settings can be compared on one sourc
     python bench/bench_adapt.py --output bench/results/adapt.json
 
 (the defaults are the run of bench/reference/adapt.json: 20,000 font digits, width 16, one epoch, then the
-library's self-training defaults).
+library's self-training defaults). One point of the labelled reference's learning curve (adapt.json
+``labels_learning_curve``: how the figure moves with the number of real labels, at equal optimiser steps):
+
+    python bench/bench_adapt.py --no-adapt --fine-tune-labels 500 --fine-tune-epochs 240
 """
 
 from __future__ import annotations
