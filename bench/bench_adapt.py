@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=128, help="Units of the CNN's hidden layer.")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--cpu-bf16", action=argparse.BooleanOptionalAction, default=True)
     defaults = SelfTrainSettings()
@@ -140,7 +141,7 @@ def main() -> None:
     fonts = _fonts(cache, args.fonts, args.split_seed)
     config = TorchTrainConfig.from_dict(
         {
-            "width": args.width, "depth": args.depth, "seed": args.seed, "augment": True,
+            "width": args.width, "depth": args.depth, "hidden": args.hidden, "seed": args.seed, "augment": True,
             "label_smoothing": args.label_smoothing, "cpu_bf16": args.cpu_bf16,
         }
     )  # fmt: skip
