@@ -84,3 +84,37 @@ def test_a_negative_label_count_is_refused(tmp_path: Path) -> None:
         .splitlines()[-1]
         .endswith("--fine-tune-labels: -5 is not a count of digits (0 means all)")
     )
+
+
+def test_an_ensemble_run_scores_every_member_and_their_mean(tmp_path: Path) -> None:
+    output = tmp_path / "adapt.json"
+    flags = ["--no-adapt", "--fine-tune-epochs", "1", "--fine-tune-members", "2", "--seed", "3"]
+    completed = _run(tmp_path, *flags, "--output", str(output))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(output.read_text(encoding="utf-8"))
+    ensemble = report["fine_tuned_ensemble"]
+    assert [member["seed"] for member in ensemble["members"]] == [3, 4]  # member i trains with seed + i
+    assert ensemble["members"][0]["test_accuracy"] == report["fine_tuned"]["test_accuracy"]
+    assert ensemble["test_errors"] == round((1 - ensemble["test_accuracy"]) * 2500)
+    assert 0.0 <= ensemble["val_accuracy"] <= 1.0
+    assert len(list((tmp_path / "cache").glob("source-*.pt"))) == 2  # each member from its own font model
+    assert set(report["targets"]) == {
+        "fonts_plus_real_labels_ge_0.995",
+        "fonts_plus_real_labels_ensemble_ge_0.995",
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fine-tune-members", "0"], "--fine-tune-members: 0 is not a number of networks (1 or more)"),
+        (
+            ["--fine-tune-members", "2", "--fine-tune-from", "adapted"],
+            "--fine-tune-members: needs --fine-tune-from source (each member starts from its own font model)",
+        ),
+    ],
+)
+def test_an_ensemble_that_cannot_be_built_is_refused(tmp_path: Path, flags: list[str], message: str) -> None:
+    completed = _run(tmp_path, "--fine-tune-epochs", "1", *flags)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1].endswith(message)
