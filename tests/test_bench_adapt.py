@@ -43,16 +43,6 @@ def test_a_tiny_run_reports_adaptation_and_the_fine_tune_from_the_adapted_model(
     assert not list((tmp_path / "cache").glob("adapted-*.pt"))  # the scratch model is removed
 
 
-def test_fine_tuning_from_an_adaptation_that_did_not_run_is_refused(tmp_path: Path) -> None:
-    completed = _run(tmp_path, "--no-adapt", "--fine-tune-epochs", "1", "--fine-tune-from", "adapted")
-    assert completed.returncode == 2
-    assert (
-        completed.stderr.strip()
-        .splitlines()[-1]
-        .endswith("--fine-tune-from adapted: needs the adaptation (drop --no-adapt)")
-    )
-
-
 def _labelled_subset() -> Any:
     sys.path.insert(0, str(SCRIPT.parent))
     try:
@@ -76,16 +66,6 @@ def test_a_learning_curves_label_subsets_are_stratified_and_nested() -> None:
     assert subset(labels, 0, 0).tolist() == list(range(len(labels))) == subset(labels, 5000, 0).tolist()
 
 
-def test_a_negative_label_count_is_refused(tmp_path: Path) -> None:
-    completed = _run(tmp_path, "--no-adapt", "--fine-tune-epochs", "1", "--fine-tune-labels", "-5")
-    assert completed.returncode == 2
-    assert (
-        completed.stderr.strip()
-        .splitlines()[-1]
-        .endswith("--fine-tune-labels: -5 is not a count of digits (0 means all)")
-    )
-
-
 def test_an_ensemble_run_scores_every_member_and_their_mean(tmp_path: Path) -> None:
     output = tmp_path / "adapt.json"
     flags = ["--no-adapt", "--fine-tune-epochs", "1", "--fine-tune-members", "2", "--seed", "3"]
@@ -107,6 +87,11 @@ def test_an_ensemble_run_scores_every_member_and_their_mean(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
+        (
+            ["--no-adapt", "--fine-tune-from", "adapted"],
+            "--fine-tune-from adapted: needs the adaptation (drop --no-adapt)",
+        ),
+        (["--fine-tune-labels", "-5"], "--fine-tune-labels: -5 is not a count of digits (0 means all)"),
         (["--fine-tune-members", "0"], "--fine-tune-members: 0 is not a number of networks (1 or more)"),
         (
             ["--fine-tune-members", "2", "--fine-tune-from", "adapted"],
@@ -114,7 +99,7 @@ def test_an_ensemble_run_scores_every_member_and_their_mean(tmp_path: Path) -> N
         ),
     ],
 )
-def test_an_ensemble_that_cannot_be_built_is_refused(tmp_path: Path, flags: list[str], message: str) -> None:
+def test_a_fine_tune_that_cannot_be_run_is_refused_in_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
     completed = _run(tmp_path, "--fine-tune-epochs", "1", *flags)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines()[-1].endswith(message)
