@@ -269,12 +269,9 @@ def _ensemble(
         members.append({"seed": seed, "val_accuracy": tuned["val_accuracy"], "test_accuracy": tuned["test_accuracy"]})
         for split, values in probabilities.items():
             summed[split] += values
-    scores = {}
-    for split in ("val", "test"):
-        _, labels = load_split(real, split)
-        scores[split] = float((summed[split].argmax(axis=1) == labels).mean())
-    _, test_labels = load_split(real, "test")
-    errors = int((summed["test"].argmax(axis=1) != test_labels).sum())
+    wrong = {split: summed[split].argmax(axis=1) != load_split(real, split)[1] for split in ("val", "test")}
+    scores = {split: 1.0 - float(misses.mean()) for split, misses in wrong.items()}
+    errors = int(wrong["test"].sum())
     return {
         "members": members, "combination": "mean of the members' softmax outputs (each at its best val epoch)",
         "val_accuracy": scores["val"], "test_accuracy": scores["test"], "test_errors": errors,
