@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model, write_report  # noqa: E402
 
 from expforge.adapt.core import adapt_digit_cnn  # noqa: E402
+from expforge.adapt.fine_tune import FineTuneSettings, fine_tune_digit_cnn  # noqa: E402
 from expforge.adapt.methods import SelfTrainSettings  # noqa: E402
 from expforge.data.fonts import generate_font_digits  # noqa: E402
 from expforge.data.mnist import bootstrap_mnist  # noqa: E402
@@ -227,25 +228,6 @@ def main() -> None:
     write_report(report, args.output)
 
 
-def labelled_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Rows of ``count`` train digits, stratified by class and nested: a larger count keeps every smaller one's rows.
-
-    One permutation (from the split seed, so every training seed sees the same digits) is walked per class, and each
-    class gives its share of ``count`` (largest remainders first), so a learning curve compares label counts, not
-    which digits happened to be drawn. ``count`` 0, or at least the split's size, means every row.
-    """
-    if count <= 0 or count >= len(labels):
-        return np.arange(len(labels))
-    order = np.random.default_rng(seed).permutation(len(labels))
-    classes, sizes = np.unique(labels, return_counts=True)
-    exact = sizes * count / len(labels)
-    shares = np.floor(exact).astype(int)
-    for index in np.argsort(-(exact - shares), kind="stable")[: count - int(shares.sum())]:
-        shares[index] += 1
-    chosen = [order[labels[order] == label][:share] for label, share in zip(classes, shares, strict=True)]
-    return np.sort(np.concatenate(chosen))
-
-
 def _ensemble(
     cache: Path,
     fonts: Path,
@@ -279,84 +261,43 @@ def _ensemble(
 
 
 def _fine_tune(source: Path, real: Path, settings: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The font model fine-tuned on the real train split's *labels*: the labelled reference figure, not adaptation.
-
-    AdamW with a one-cycle LR, label smoothing 0.1; each batch is split between the adaptation step's strong
-    views (``--fine-tune-strong`` of it) and the trainer's mild affine warp; the weights are averaged (EMA,
-    ``--fine-tune-ema`` per step) and the averaged model is the one scored — its best epoch on real val.
-    Returns the figures and the scored model's softmax outputs on the val and test digits (for an ensemble).
-    ``--fine-tune-labels`` keeps only that many of the labelled digits (see ``labelled_subset``): a learning curve
-    keeps the optimiser steps equal by scaling the epochs (epochs × labels constant), since the EMA's horizon is in
-    steps.
+    """The font model fine-tuned on the real train split's *labels* by the library's ``fine_tune_digit_cnn`` (the
+    pipeline's fine-tune step): the labelled reference figure, not adaptation. Scored here on the test digits,
+    which the library never reads. Returns the figures and the scored model's softmax outputs on the val and test
+    digits (for an ensemble). ``--fine-tune-labels`` keeps only that many of the labelled digits (the library's
+    ``labelled_subset``, drawn with the split seed): a learning curve keeps the optimiser steps equal by scaling the
+    epochs (epochs × labels constant), since the weight average's horizon is in steps.
     """
-    import copy
-
     import torch
     import torch.nn.functional as F
 
     from expforge.adapt.core import accuracy, load_source_model
-    from expforge.adapt.methods import strong_view
-    from expforge.train.augment_torch import draw_params, random_affine
     from expforge.train.digit_cnn import to_input
 
-    started = time.perf_counter()
-    seed, epochs, batch = settings.seed, settings.fine_tune_epochs, 64
-    torch.manual_seed(seed)
-    model, _ = load_source_model(source, torch.device("cpu"))
-    train_images, train_labels = load_split(real, "train")
-    kept = labelled_subset(train_labels, settings.fine_tune_labels, settings.split_seed)
-    images, labels = (torch.from_numpy(np.ascontiguousarray(a[kept])) for a in (train_images, train_labels))
-    val_x, val_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in load_split(real, "val"))
-    test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in load_split(real, "test"))
-    labels, val_y, test_y = labels.long(), val_y.long(), test_y.long()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.fine_tune_lr, weight_decay=5e-4)
-    steps = epochs * -(-len(images) // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.fine_tune_lr, total_steps=steps, pct_start=0.15
-    )
-    averaged = copy.deepcopy(model)
-    decay = settings.fine_tune_ema
-    best, best_state, by_epoch = -1.0, copy.deepcopy(averaged.state_dict()), []
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=generator)
-        for lo in range(0, len(order), batch):
-            rows = order[lo : lo + batch]
-            if len(rows) < 2:
-                continue
-            pixels = to_input(images[rows])
-            strong = int(len(rows) * settings.fine_tune_strong)
-            weak = random_affine(pixels[strong:], draw_params(len(rows) - strong, generator))
-            view = torch.cat([strong_view(pixels[:strong], generator), weak]) if strong else weak
-            loss = F.cross_entropy(model(view), labels[rows], label_smoothing=0.1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            with torch.no_grad():
-                for mean, value in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
-                    if mean.dtype.is_floating_point:
-                        mean.mul_(decay).add_(value, alpha=1 - decay)
-                    else:
-                        mean.copy_(value)
-        val = accuracy(averaged, val_x, val_y)
-        by_epoch.append(round(val, 4))
-        if val >= best:
-            best, best_state = val, copy.deepcopy(averaged.state_dict())
-    averaged.load_state_dict(best_state)
-    test = accuracy(averaged, test_x, test_y)
-    averaged.eval()
+    tuned_path = settings.cache / f"fine-tuned-{os.getpid()}.pt"
+    options = FineTuneSettings(
+        epochs=settings.fine_tune_epochs, lr=settings.fine_tune_lr, strong_share=settings.fine_tune_strong,
+        ema=settings.fine_tune_ema, labels=settings.fine_tune_labels, subset_seed=settings.split_seed,
+        seed=settings.seed,
+    )  # fmt: skip
+    try:
+        result = fine_tune_digit_cnn(source, real, tuned_path, settings=options, device="cpu", overwrite=True)
+        model, _ = load_source_model(tuned_path, torch.device("cpu"))
+    finally:
+        tuned_path.unlink(missing_ok=True)
+    splits = {split: load_split(real, split) for split in ("val", "test")}
+    test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in splits["test"])
+    test = accuracy(model, test_x, test_y.long())
     with torch.no_grad():
         probabilities = {
-            split: F.softmax(averaged(to_input(pixels)), dim=1).numpy()
-            for split, pixels in (("val", val_x), ("test", test_x))
+            split: F.softmax(model(to_input(torch.from_numpy(np.ascontiguousarray(images)))), dim=1).numpy()
+            for split, (images, _labels) in splits.items()
         }
     return {
-        "labels": len(kept), "epochs": epochs, "lr": settings.fine_tune_lr,
-        "strong_share": settings.fine_tune_strong, "ema": decay,
-        "val_accuracy": best, "val_accuracy_by_epoch": by_epoch, "test_accuracy": test,
-        "seconds": time.perf_counter() - started, "target_ge_0.995": test >= 0.995,
+        "labels": result.labelled_rows, "epochs": options.epochs, "lr": options.lr,
+        "strong_share": options.strong_share, "ema": options.ema, "best_epoch": result.best_epoch,
+        "val_accuracy": result.val_accuracy, "val_accuracy_by_epoch": result.val_accuracy_by_epoch,
+        "test_accuracy": test, "seconds": result.seconds, "target_ge_0.995": test >= 0.995,
     }, probabilities  # fmt: skip
 
 

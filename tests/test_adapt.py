@@ -5,43 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from synthetic_digits import synthetic_items
+from shifted_domains import shifted_domains
 from typer.testing import CliRunner
 
 from expforge.adapt.core import accuracy, adapt_digit_cnn, load_source_model
 from expforge.adapt.methods import SelfTrainSettings
 from expforge.cli import app
-from expforge.data.manifest import write_dataset
 from expforge.errors import ExpforgeError
 from expforge.train.checkpoint import save_checkpoint
 from expforge.train.torch_data import load_split
-from expforge.train.torch_trainer import TorchTrainConfig, train_torch
-
-CONTRAST = 0.3  # the target domain: the same kind of digit, at under a third of the contrast
-
-
-def _dim(items: list) -> list:
-    return [
-        ((image.astype(np.float32) * CONTRAST).astype(np.uint8), label, split, extra)
-        for image, label, split, extra in items
-    ]
 
 
 @pytest.fixture(scope="module")
 def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A source dataset, a low-contrast target dataset (train/val/test) and a tiny CNN trained on the source."""
-    root = tmp_path_factory.mktemp("adapt")
-    write_dataset(root / "source", synthetic_items(20, "train", 1) + synthetic_items(5, "val", 2))
-    target = synthetic_items(20, "train", 4) + synthetic_items(5, "val", 5) + synthetic_items(10, "test", 6)
-    write_dataset(root / "target", _dim(target))
-    config = TorchTrainConfig.from_dict(
-        {"width": 4, "depth": 1, "hidden": 16, "batch_size": 32, "seed": 0, "augment": False, "lr": 0.01}
-    )
-    train_torch([root / "source"], root / "source", root / "source.pt", config=config, epochs=3, device="cpu")
-    return {"root": root, "source": root / "source", "target": root / "target", "model": root / "source.pt"}
+    return shifted_domains(tmp_path_factory.mktemp("adapt"))
 
 
 def _test_accuracy(model_path: Path, dataset: Path) -> float:

@@ -7,9 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,29 +39,6 @@ def test_a_tiny_run_reports_adaptation_and_the_fine_tune_from_the_adapted_model(
     assert 0.0 <= tuned["test_accuracy"] <= 1.0
     assert set(report["targets"]) == {"fonts_adapted_ge_0.97", "fonts_plus_real_labels_ge_0.995"}
     assert not list((tmp_path / "cache").glob("adapted-*.pt"))  # the scratch model is removed
-
-
-def _labelled_subset() -> Any:
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import bench_adapt
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return bench_adapt.labelled_subset
-
-
-def test_a_learning_curves_label_subsets_are_stratified_and_nested() -> None:
-    subset = _labelled_subset()
-    labels = np.repeat(np.arange(10), [150, 250, 200, 200, 200, 200, 200, 200, 200, 200])
-    np.random.default_rng(7).shuffle(labels)
-    smaller, larger = subset(labels, 250, 0), subset(labels, 1000, 0)
-    assert len(smaller) == 250 and len(larger) == 1000 and len(set(smaller)) == 250
-    assert set(smaller) <= set(larger)  # a larger count keeps every smaller count's digits
-    assert np.bincount(labels[larger], minlength=10).tolist() == [75, 125] + [100] * 8  # each class its share
-    assert abs(np.bincount(labels[smaller], minlength=10) - np.bincount(labels, minlength=10) / 8).max() < 1
-    assert subset(labels, 250, 0).tolist() == smaller.tolist()  # the split seed fixes the digits
-    assert subset(labels, 250, 1).tolist() != smaller.tolist()
-    assert subset(labels, 0, 0).tolist() == list(range(len(labels))) == subset(labels, 5000, 0).tolist()
 
 
 def test_an_ensemble_run_scores_every_member_and_their_mean(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""``expforge adapt``: adapt a font-trained digit CNN to unlabeled real digits (AdaBN, then self-training).
+"""``expforge adapt``: adapt a font-trained digit CNN to unlabeled real digits (AdaBN, then self-training);
+``expforge fine-tune``: fine-tune it on the real train labels (the epoch chosen on real val).
 
-stdout is one JSON summary: the chosen candidate and every candidate's accuracy on the real val split.
+stdout is one JSON summary each: the chosen candidate (or epoch) and the accuracies on the real val split.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 import typer
 
+from expforge.adapt.fine_tune import FineTuneSettings
 from expforge.adapt.methods import SelfTrainSettings
 
 _D = SelfTrainSettings()  # the CLI's defaults are the library's
+_F = FineTuneSettings()
 
 
 def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -> None:
@@ -74,4 +77,32 @@ def register(command: Callable[[str], Callable[[Any], Any]], app: typer.Typer) -
             device=device,
             overwrite=overwrite,
         )
+        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+
+    @command("fine-tune")
+    def fine_tune(
+        model: Path = typer.Option(..., "--model", help="Checkpoint to fine-tune (digit-cnn: trained or adapted)."),
+        labelled: Path = typer.Option(..., "--labelled", help="Real dataset: train labels train, val selects."),
+        output: Path = typer.Option(..., "--output", help="Fine-tuned checkpoint to write."),
+        epochs: int = typer.Option(_F.epochs, "--epochs", help="Passes over the labelled train digits."),
+        lr: float = typer.Option(_F.lr, "--lr", help="Peak learning rate of the one-cycle schedule (AdamW)."),
+        batch_size: int = typer.Option(_F.batch_size, "--batch-size", help="Digits per step."),
+        strong_share: float = typer.Option(
+            _F.strong_share, "--strong-share", help="Share of each batch in strong views (the rest: a mild warp)."
+        ),
+        ema: float = typer.Option(_F.ema, "--ema", help="Weight averaging per step (0: the raw weights)."),
+        labels: int = typer.Option(
+            _F.labels, "--labels", help="Keep this many train digits (stratified, nested; 0: all of them)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the batch order, augmentation and dropout."),
+        device: str = typer.Option("auto", "--device", help="auto|cpu|cuda[:N]."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output (never the model)."),
+    ) -> None:
+        """Fine-tune --model on the real train labels of --labelled; keep the best real-val epoch's weights."""
+        from expforge.adapt.fine_tune import fine_tune_digit_cnn
+
+        settings = FineTuneSettings(
+            epochs=epochs, lr=lr, batch_size=batch_size, strong_share=strong_share, ema=ema, labels=labels, seed=seed
+        )
+        result = fine_tune_digit_cnn(model, labelled, output, settings=settings, device=device, overwrite=overwrite)
         typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
