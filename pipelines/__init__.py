@@ -11,6 +11,7 @@ PIPELINES: dict[str, str] = {
     "mnist-synthetic-random": "expforge.pipelines.mnist_synthetic:build_random",
     "mnist-synthetic-bohb": "expforge.pipelines.mnist_synthetic:build_bohb",
     "mnist-synthetic-adapt": "expforge.pipelines.mnist_synthetic:build_adapt",
+    "mnist-synthetic-adapt-finetune": "expforge.pipelines.mnist_synthetic:build_adapt_finetune",
     "mnist-baseline": "expforge.pipelines.mnist_baseline:build",
     "text-corpus": "expforge.pipelines.text_corpus:build",
 }

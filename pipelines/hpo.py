@@ -94,10 +94,10 @@ def _resource_arguments(resources: Mapping[str, Value]) -> dict[str, Value]:
     return {f"limit_{name}": value for name, value in resources.items() if value is not None}
 
 
-def _set_resources(
+def set_resources(
     task: dsl.PipelineTask, *, cpu: Value, memory: Value, accelerator_type: Value, accelerator_count: Value
 ) -> None:
-    """CPU/memory limits and the accelerator request of a trial task (constants or pipeline parameters).
+    """CPU/memory limits and the accelerator request of a training task (constants or pipeline parameters).
 
     A constant ``accelerator_count`` of 0 requests no accelerator; a channel is left for the backend to
     resolve at run time (then ``accelerator_type`` must be given too).
@@ -160,7 +160,7 @@ class TrialSettings(NamedTuple):
         if previous is not None:
             arguments["previous"] = previous
         task = hyperband_trial(**arguments).set_display_name(display_name)
-        _set_resources(task, **resources)
+        set_resources(task, **resources)
         return task
 
 

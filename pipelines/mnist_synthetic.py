@@ -15,10 +15,15 @@ over the same space and a budget of ``budget_multiple`` × Hyperband's epochs; `
 fitted on the previous bracket's trial records. ``adapt_unlabeled_real=True`` (pipeline
 ``mnist-synthetic-adapt``) inserts ``adapt`` after the search: the winner is adapted to the *unlabeled* real
 train digits (candidate chosen on real val), and that model is what is evaluated, drift-checked and registered —
-fonts → adapt on unlabeled real → (fine-tune on real labels, with ``real_fraction`` > 0) → evaluate.
+fonts → adapt on unlabeled real → evaluate. ``fine_tune_real_labels=True`` (pipeline
+``mnist-synthetic-adapt-finetune``, with the adaptation) adds ``fine-tune`` after it: the adapted model fine-tuned
+on the real train *labels* for ``fine_tune_epochs`` (the epoch chosen on real val), so the graph tells the whole
+story — fonts → adapt on unlabeled real → fine-tune on real labels → evaluate — and what is evaluated, drift-checked
+and registered is the fine-tuned model. (``real_fraction`` > 0 instead mixes real labels into the search's trials.)
 The graph's size comes from a preset (:mod:`expforge.pipelines.presets`): ``demo`` by default, ``full`` for real runs.
 """
 
+import inspect
 from typing import Any, NamedTuple
 
 from kfp import dsl
@@ -27,9 +32,10 @@ from kfp.dsl import Model
 from expforge.components.adapt import adapt
 from expforge.components.drift_check import drift_check
 from expforge.components.evaluate import evaluate
+from expforge.components.fine_tune import fine_tune
 from expforge.components.register_model import register_model
 from expforge.errors import ExpforgeError
-from expforge.pipelines.hpo import add_digit_data, add_hyperband, add_random_search
+from expforge.pipelines.hpo import add_digit_data, add_hyperband, add_random_search, set_resources
 from expforge.pipelines.presets import MNIST_SYNTHETIC_PRESETS, get_preset
 from expforge.tune.hyperband import hyperband_schedule
 from expforge.tune.random_search import matched_budget
@@ -39,6 +45,7 @@ PIPELINE_NAME = "mnist-synthetic"
 RANDOM_PIPELINE_NAME = "mnist-synthetic-random"
 BOHB_PIPELINE_NAME = "mnist-synthetic-bohb"
 ADAPT_PIPELINE_NAME = "mnist-synthetic-adapt"
+FINE_TUNE_PIPELINE_NAME = "mnist-synthetic-adapt-finetune"
 SEARCHES = ("hyperband", "bohb", "random")
 
 
@@ -51,12 +58,14 @@ class MnistSyntheticOutputs(NamedTuple):
     accuracy: float
 
 
-def pipeline_name(search: str, adapt_unlabeled_real: bool) -> str:
-    """``mnist-synthetic`` plus ``-random``/``-bohb`` for the search and ``-adapt`` for the adaptation step."""
+def pipeline_name(search: str, adapt_unlabeled_real: bool, fine_tune_real_labels: bool = False) -> str:
+    """``mnist-synthetic`` plus ``-random``/``-bohb`` for the search, ``-adapt`` for the adaptation step and
+    ``-finetune`` for the labelled fine-tune after it."""
     if search not in SEARCHES:
         raise ExpforgeError(f"--search: unknown search {search!r}; expected one of {', '.join(SEARCHES)}")
     name = {"hyperband": PIPELINE_NAME, "random": RANDOM_PIPELINE_NAME, "bohb": BOHB_PIPELINE_NAME}[search]
-    return f"{name}-adapt" if adapt_unlabeled_real else name
+    name = f"{name}-adapt" if adapt_unlabeled_real else name
+    return f"{name}-finetune" if fine_tune_real_labels else name
 
 
 def build(
@@ -65,10 +74,13 @@ def build(
     search: str = "hyperband",
     budget_multiple: float = 1.0,
     adapt_unlabeled_real: bool = False,
+    fine_tune_real_labels: bool = False,
 ) -> dsl.graph_component.GraphComponent:
     """Build the pipeline graph (call inside ``pinned_images``): the preset fixes the Hyperband schedule
     (the number of trial tasks) and the parameters' defaults."""
-    name = pipeline_name(search, adapt_unlabeled_real)
+    if fine_tune_real_labels and not adapt_unlabeled_real:
+        raise ExpforgeError("fine_tune_real_labels: the fine-tune follows the adaptation (adapt_unlabeled_real)")
+    name = pipeline_name(search, adapt_unlabeled_real, fine_tune_real_labels)
     chosen = get_preset(PIPELINE_NAME, preset)
     defaults: dict[str, Any] = {**MNIST_SYNTHETIC_PRESETS["demo"].parameters, **chosen.parameters}
     schedule = hyperband_schedule(chosen.shape["max_epochs"], chosen.shape["eta"])
@@ -82,11 +94,6 @@ def build(
         budget = matched_budget(schedule, budget_multiple)
         description = f"Random search ({budget // schedule.max_resource} trials at {schedule.max_resource} epochs)"
 
-    @dsl.pipeline(
-        name=name,
-        description=f"{description} over a CNN trained on font digits (+ a fraction of real MNIST), selected on "
-        "real val, evaluated on real test, drift-checked, registered when good enough.",
-    )
     def mnist_synthetic(
         mnist_limit: int = defaults["mnist_limit"],
         mnist_source: str = defaults["mnist_source"],
@@ -106,6 +113,7 @@ def build(
         max_drift_share: float = 0.5,
         model_name: str = "mnist-digits",
         registry: str = "local",
+        fine_tune_epochs: int = defaults["fine_tune_epochs"],
     ) -> MnistSyntheticOutputs:
         data = add_digit_data(mnist_limit, mnist_source, font_count, seed)
         real, synthetic = data.real, data.synthetic
@@ -134,6 +142,13 @@ def build(
             adapted.set_display_name("adapt the winner to unlabeled real train digits").set_cpu_limit(cpu)
             adapted.set_memory_limit(memory)
             winner = adapted.outputs["adapted"]
+        if fine_tune_real_labels:
+            tuned = fine_tune(model=winner, labelled=real.outputs["dataset"], epochs=fine_tune_epochs, device=device)
+            tuned.set_display_name("fine-tune on the real train labels")
+            set_resources(
+                tuned, cpu=cpu, memory=memory, accelerator_type=accelerator_type, accelerator_count=accelerator_count
+            )
+            winner = tuned.outputs["tuned"]
         scored = evaluate(model=winner, dataset=real.outputs["dataset"], split="test").set_display_name(
             "evaluate the winner on real test"
         )
@@ -169,7 +184,15 @@ def build(
             accuracy=scored.outputs["accuracy"],
         )
 
-    return mnist_synthetic
+    if not fine_tune_real_labels:  # the parameter exists only where the graph has the fine-tune step
+        signature = inspect.signature(mnist_synthetic)
+        kept = [p for p in signature.parameters.values() if p.name != "fine_tune_epochs"]
+        mnist_synthetic.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    return dsl.pipeline(
+        name=name,
+        description=f"{description} over a CNN trained on font digits (+ a fraction of real MNIST), selected on "
+        "real val, evaluated on real test, drift-checked, registered when good enough.",
+    )(mnist_synthetic)
 
 
 def build_random(preset: str | None = None) -> dsl.graph_component.GraphComponent:
@@ -185,3 +208,9 @@ def build_bohb(preset: str | None = None) -> dsl.graph_component.GraphComponent:
 def build_adapt(preset: str | None = None) -> dsl.graph_component.GraphComponent:
     """Hyperband, then adaptation to unlabeled real digits before evaluation (``mnist-synthetic-adapt``)."""
     return build(preset, adapt_unlabeled_real=True)
+
+
+def build_adapt_finetune(preset: str | None = None) -> dsl.graph_component.GraphComponent:
+    """Hyperband, adaptation, then the fine-tune on real labels before evaluation
+    (``mnist-synthetic-adapt-finetune``): fonts → adapt on unlabeled real → fine-tune on real labels → evaluate."""
+    return build(preset, adapt_unlabeled_real=True, fine_tune_real_labels=True)

@@ -52,6 +52,33 @@ def test_adaptation_sits_between_the_search_and_the_evaluation(tmp_path: Path) -
     assert not root_tasks(default, "adapt") and not root_tasks(default, "propose-configs")
 
 
+def test_the_fine_tune_sits_between_the_adaptation_and_everything_that_reads_the_model(tmp_path: Path) -> None:
+    spec = compiled("mnist-synthetic-adapt-finetune", tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    (adapt_name,), (tune_name,) = root_tasks(spec, "adapt"), root_tasks(spec, "fine-tune")
+    tune = tasks[tune_name]["inputs"]
+    assert tune["artifacts"]["model"]["taskOutputArtifact"] == {
+        "producerTask": adapt_name,
+        "outputArtifactKey": "adapted",
+    }
+    assert tune["parameters"]["epochs"]["componentInputParameter"] == "fine_tune_epochs"
+    after = {name: t for name, t in tasks.items() if name not in (adapt_name, tune_name)}
+    readers = {name: t for name, t in after.items() if "model" in t.get("inputs", {}).get("artifacts", {})}
+    assert sorted(component_of(spec, t).split("-")[0] for t in readers.values()) == ["drift", "drift", "evaluate"]
+    producers = {r["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] for r in readers.values()}
+    assert producers == {tune_name}  # evaluate and both drift checks read the fine-tuned model
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["fine_tune_epochs"]["defaultValue"] == 36  # the demo preset's
+    assert (
+        "fine_tune_epochs" not in compiled("mnist-synthetic-adapt", tmp_path)["root"]["inputDefinitions"]["parameters"]
+    )
+
+
+def test_a_fine_tune_without_the_adaptation_is_one_clear_error() -> None:
+    with pytest.raises(ExpforgeError, match=r"fine_tune_real_labels: the fine-tune follows the adaptation"):
+        build(fine_tune_real_labels=True)
+
+
 def test_an_unknown_search_is_one_clear_error() -> None:
     with pytest.raises(ExpforgeError, match=r"--search: unknown search 'grid'; expected one of hyperband, bohb"):
         build(search="grid")
