@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from synthetic_digits import synthetic_items
 
+from expforge.adapt.core import accuracy, load_source_model
 from expforge.data.manifest import write_dataset
+from expforge.train.torch_data import load_split
 from expforge.train.torch_trainer import TorchTrainConfig, train_torch
 
 CONTRAST = 0.3
@@ -35,3 +38,10 @@ def shifted_domains(root: Path) -> dict[str, Path]:
     )
     train_torch([root / "source"], root / "source", root / "source.pt", config=config, epochs=3, device="cpu")
     return {"root": root, "source": root / "source", "target": root / "target", "model": root / "source.pt"}
+
+
+def split_accuracy(model_path: Path, dataset: Path, split: str = "test") -> float:
+    """The accuracy of the checkpoint at ``model_path`` on ``dataset``'s ``split``."""
+    model, _ = load_source_model(model_path, torch.device("cpu"))
+    images, labels = load_split(dataset, split)
+    return accuracy(model, torch.from_numpy(images), torch.from_numpy(labels).long())

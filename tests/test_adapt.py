@@ -7,26 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from shifted_domains import shifted_domains
+from shifted_domains import shifted_domains, split_accuracy
 from typer.testing import CliRunner
 
-from expforge.adapt.core import accuracy, adapt_digit_cnn, load_source_model
+from expforge.adapt.core import adapt_digit_cnn
 from expforge.adapt.methods import SelfTrainSettings
 from expforge.cli import app
 from expforge.errors import ExpforgeError
 from expforge.train.checkpoint import save_checkpoint
-from expforge.train.torch_data import load_split
 
 
 @pytest.fixture(scope="module")
 def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return shifted_domains(tmp_path_factory.mktemp("adapt"))
-
-
-def _test_accuracy(model_path: Path, dataset: Path) -> float:
-    model, _ = load_source_model(model_path, torch.device("cpu"))
-    images, labels = load_split(dataset, "test")
-    return accuracy(model, torch.from_numpy(images), torch.from_numpy(labels).long())
 
 
 def test_adaptation_recovers_a_shifted_domain_without_its_labels(domains: dict[str, Path]) -> None:
@@ -35,7 +28,7 @@ def test_adaptation_recovers_a_shifted_domain_without_its_labels(domains: dict[s
     result = adapt_digit_cnn(
         domains["model"], domains["target"], domains["target"], output, settings=settings, device="cpu"
     )
-    before, after = _test_accuracy(domains["model"], domains["target"]), _test_accuracy(output, domains["target"])
+    before, after = split_accuracy(domains["model"], domains["target"]), split_accuracy(output, domains["target"])
     assert before < 0.6, f"the shift should hurt the source model (test accuracy {before})"
     assert after >= before + 0.3
     assert result.chosen != "none" and result.val_accuracy > result.source_val_accuracy

@@ -9,18 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from shifted_domains import shifted_domains
+from shifted_domains import shifted_domains, split_accuracy
 from test_hpo_pipeline_compile import run_component
 from typer.testing import CliRunner
 
-from expforge.adapt.core import accuracy, load_source_model
 from expforge.adapt.fine_tune import FineTuneSettings, fine_tune_digit_cnn, labelled_subset
 from expforge.cli import app
 from expforge.components.fine_tune import fine_tune
 from expforge.data.manifest import write_dataset
 from expforge.errors import ExpforgeError
 from expforge.train.checkpoint import save_checkpoint
-from expforge.train.torch_data import load_split
 
 # A tiny run: few steps, so the weight average must follow the weights quickly.
 QUICK = FineTuneSettings(epochs=4, lr=0.02, batch_size=32, ema=0.5, seed=0)
@@ -31,16 +29,10 @@ def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return shifted_domains(tmp_path_factory.mktemp("fine-tune"))
 
 
-def _test_accuracy(model_path: Path, dataset: Path) -> float:
-    model, _ = load_source_model(model_path, torch.device("cpu"))
-    images, labels = load_split(dataset, "test")
-    return accuracy(model, torch.from_numpy(images), torch.from_numpy(labels).long())
-
-
 def test_fine_tuning_on_the_targets_labels_recovers_the_shift_and_records_how(domains: dict[str, Path]) -> None:
     output = domains["root"] / "tuned.pt"
     result = fine_tune_digit_cnn(domains["model"], domains["target"], output, settings=QUICK, device="cpu")
-    before, after = _test_accuracy(domains["model"], domains["target"]), _test_accuracy(output, domains["target"])
+    before, after = split_accuracy(domains["model"], domains["target"]), split_accuracy(output, domains["target"])
     assert before < 0.6, f"the shift should hurt the source model (test accuracy {before})"
     assert after >= before + 0.3
     assert result.val_accuracy > result.source_val_accuracy
