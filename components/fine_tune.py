@@ -52,6 +52,5 @@ def fine_tune(
         framework="pytorch",
         format=CHECKPOINT_FORMAT,
         kind="digit-cnn",
-        architecture=dict(model.metadata.get("architecture") or {}),
     )
     return FineTuneOutputs(val_accuracy=result.val_accuracy, best_epoch=result.best_epoch)

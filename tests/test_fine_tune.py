@@ -89,13 +89,14 @@ def test_the_cli_prints_one_summary_and_refuses_to_overwrite(domains: dict[str, 
 
 def test_the_component_runs_in_kfps_executor_and_logs_every_epoch(domains: dict[str, Path], tmp_path: Path) -> None:
     inputs = {
-        "model": [{"uri": str(domains["model"]), "metadata": {"architecture": {"width": 4}}}],
+        "model": [{"uri": str(domains["model"]), "metadata": {}}],
         "labelled": [{"uri": str(domains["target"])}],
     }
     parameters, artifacts = run_component(fine_tune, tmp_path, {"epochs": 2, "device": "cpu"}, inputs)
     assert 1 <= parameters["best_epoch"] <= 2 and 0.0 <= parameters["val_accuracy"] <= 1.0
     assert Path(artifacts["tuned"]["uri"]).is_file()
     assert artifacts["tuned"]["metadata"]["kind"] == "digit-cnn"
+    assert artifacts["tuned"]["metadata"]["architecture"]["width"] == 4  # read from the checkpoint, not the input
     logged = artifacts["metrics"]["metadata"]
     assert {"epoch_001_val_accuracy", "epoch_002_val_accuracy", "best_epoch"} <= set(logged)
 

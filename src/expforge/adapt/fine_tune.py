@@ -82,6 +82,7 @@ class FineTuneResult:
     val_rows: int
     seconds: float
     settings: FineTuneSettings = field(default_factory=FineTuneSettings)
+    architecture: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class FineTuneResult:
             "val_rows": self.val_rows,
             "seconds": self.seconds,
             "settings": asdict(self.settings),
+            "architecture": self.architecture,
         }
 
 
@@ -227,7 +229,7 @@ def fine_tune_digit_cnn(
     tuned, best, by_epoch, best_epoch = fine_tune_network(model, images, labels, val_x, val_y, settings)
     result = FineTuneResult(
         output, best, source_val, best_epoch, by_epoch, len(labels), len(val_y),
-        time.perf_counter() - started, settings,
+        time.perf_counter() - started, settings, dict(payload["architecture"]),
     )  # fmt: skip
     params = {
         **dict(payload.get("params") or {}),
