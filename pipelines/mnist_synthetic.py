@@ -50,7 +50,8 @@ SEARCHES = ("hyperband", "bohb", "random")
 
 
 class MnistSyntheticOutputs(NamedTuple):
-    """The winning model, its configuration, its real-val and real-test accuracy."""
+    """The model that was evaluated (the search's winner, adapted and fine-tuned where the graph does so), the
+    winner's configuration, and that model's real-val and real-test accuracy."""
 
     model: Model
     config: dict
@@ -136,19 +137,19 @@ def build(
                 epochs_per_trial=schedule.max_resource,
                 search_space=search_space,
             )
-        winner = best.best_model
+        winner, winner_val = best.best_model, best.best_val_accuracy
         if adapt_unlabeled_real:
             adapted = adapt(model=best.best_model, real=real.outputs["dataset"], device=device, seed=seed)
             adapted.set_display_name("adapt the winner to unlabeled real train digits").set_cpu_limit(cpu)
             adapted.set_memory_limit(memory)
-            winner = adapted.outputs["adapted"]
+            winner, winner_val = adapted.outputs["adapted"], adapted.outputs["val_accuracy"]
         if fine_tune_real_labels:
             tuned = fine_tune(model=winner, labelled=real.outputs["dataset"], epochs=fine_tune_epochs, device=device)
             tuned.set_display_name("fine-tune on the real train labels")
             set_resources(
                 tuned, cpu=cpu, memory=memory, accelerator_type=accelerator_type, accelerator_count=accelerator_count
             )
-            winner = tuned.outputs["tuned"]
+            winner, winner_val = tuned.outputs["tuned"], tuned.outputs["val_accuracy"]
         scored = evaluate(model=winner, dataset=real.outputs["dataset"], split="test").set_display_name(
             "evaluate the winner on real test"
         )
@@ -180,7 +181,7 @@ def build(
         return MnistSyntheticOutputs(
             model=winner,
             config=best.best_config,
-            val_accuracy=best.best_val_accuracy,
+            val_accuracy=winner_val,
             accuracy=scored.outputs["accuracy"],
         )
 

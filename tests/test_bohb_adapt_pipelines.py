@@ -48,6 +48,8 @@ def test_adaptation_sits_between_the_search_and_the_evaluation(tmp_path: Path) -
     (evaluate_name,) = root_tasks(spec, "evaluate")
     model = spec["root"]["dag"]["tasks"][evaluate_name]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
     assert model == {"producerTask": adapt_name, "outputArtifactKey": "adapted"}
+    reported = spec["root"]["dag"]["outputs"]["parameters"]["val_accuracy"]["valueFromParameter"]
+    assert reported["producerSubtask"] == adapt_name  # the evaluated model's val accuracy, not the search winner's
     default = compiled("mnist-synthetic", tmp_path)
     assert not root_tasks(default, "adapt") and not root_tasks(default, "propose-configs")
 
@@ -67,6 +69,11 @@ def test_the_fine_tune_sits_between_the_adaptation_and_everything_that_reads_the
     assert sorted(component_of(spec, t).split("-")[0] for t in readers.values()) == ["drift", "drift", "evaluate"]
     producers = {r["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] for r in readers.values()}
     assert producers == {tune_name}  # evaluate and both drift checks read the fine-tuned model
+    outputs = spec["root"]["dag"]["outputs"]["parameters"]
+    assert outputs["val_accuracy"]["valueFromParameter"] == {
+        "producerSubtask": tune_name,
+        "outputParameterKey": "val_accuracy",
+    }
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["fine_tune_epochs"]["defaultValue"] == 36  # the demo preset's
     assert (
