@@ -185,14 +185,19 @@ def build(
             accuracy=scored.outputs["accuracy"],
         )
 
-    if not fine_tune_real_labels:  # the parameter exists only where the graph has the fine-tune step
+    steps_after = " adapted to unlabeled real train digits," if adapt_unlabeled_real else ""
+    steps_after += " fine-tuned on the real train labels," if fine_tune_real_labels else ""
+    if not fine_tune_real_labels:
+        # fine_tune_epochs is a parameter only where the graph has the fine-tune step. KFP reads the pipeline's
+        # parameters from the signature and calls the function with one channel per parameter, in order, so the
+        # dropped last one keeps its Python default there, which nothing reads.
         signature = inspect.signature(mnist_synthetic)
         kept = [p for p in signature.parameters.values() if p.name != "fine_tune_epochs"]
         mnist_synthetic.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
     return dsl.pipeline(
         name=name,
         description=f"{description} over a CNN trained on font digits (+ a fraction of real MNIST), selected on "
-        "real val, evaluated on real test, drift-checked, registered when good enough.",
+        f"real val,{steps_after} evaluated on real test, drift-checked, registered when good enough.",
     )(mnist_synthetic)
 
 
