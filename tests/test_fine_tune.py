@@ -13,7 +13,7 @@ from shifted_domains import shifted_domains, split_accuracy
 from test_hpo_pipeline_compile import run_component
 from typer.testing import CliRunner
 
-from expforge.adapt.fine_tune import FineTuneSettings, fine_tune_digit_cnn, labelled_subset
+from expforge.adapt.fine_tune import FineTuneSettings, fine_tune_digit_cnn, labelled_subset, short_run_warning
 from expforge.cli import app
 from expforge.components.fine_tune import fine_tune
 from expforge.data.manifest import write_dataset
@@ -73,6 +73,23 @@ def test_a_label_count_keeps_a_stratified_nested_subset(domains: dict[str, Path]
     result = fine_tune_digit_cnn(domains["model"], domains["target"], output, settings=settings, device="cpu")
     assert result.labelled_rows == 30
     assert torch.load(output, weights_only=True)["params"]["fine_tune"]["labelled_rows"] == 30
+
+
+def test_a_run_shorter_than_the_weight_averages_horizon_is_warned_about(
+    domains: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    short = FineTuneSettings(epochs=1, batch_size=32, ema=0.999)  # 7 steps on 200 digits, a 1,000-step horizon
+    with caplog.at_level("WARNING", logger="expforge.adapt.fine_tune"):
+        result = fine_tune_digit_cnn(domains["model"], domains["target"], domains["root"] / "short.pt", settings=short)
+    assert result.warnings and "7 steps, fewer than the weight average's horizon of 1000 steps" in result.warnings[0]
+    assert "expforge: warning: --epochs: 1 epoch(s) of 200 digits" in caplog.text
+    assert not fine_tune_digit_cnn(
+        domains["model"], domains["target"], domains["root"] / "quick.pt", settings=QUICK
+    ).warnings  # 28 steps against a 2-step horizon
+    assert short_run_warning(FineTuneSettings(), 2000) is None  # the measured recipe: 1,920 steps
+    assert short_run_warning(FineTuneSettings(epochs=36), 3500) is None  # the demo preset: 1,980 steps
+    assert short_run_warning(FineTuneSettings(epochs=10), 3500) is not None  # 550 steps
+    assert short_run_warning(FineTuneSettings(ema=0.0, epochs=1), 10) is None  # no average, nothing to lag
 
 
 def test_the_cli_prints_one_summary_and_refuses_to_overwrite(domains: dict[str, Path]) -> None:

@@ -16,6 +16,8 @@ The output is an ordinary ``digit-cnn`` checkpoint that records how it was made;
 from __future__ import annotations
 
 import copy
+import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from expforge.atomic import check_output
 from expforge.errors import ExpforgeError
 
 MIN_LABELLED = 2  # batch norm cannot train on a batch of one
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class FineTuneResult:
     seconds: float
     settings: FineTuneSettings = field(default_factory=FineTuneSettings)
     architecture: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +102,7 @@ class FineTuneResult:
             "seconds": self.seconds,
             "settings": asdict(self.settings),
             "architecture": self.architecture,
+            "warnings": self.warnings,
         }
 
 
@@ -117,6 +123,21 @@ def labelled_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
         shares[index] += 1
     chosen = [order[labels[order] == label][:share] for label, share in zip(classes, shares, strict=True)]
     return np.sort(np.concatenate(chosen))
+
+
+def short_run_warning(settings: FineTuneSettings, rows: int) -> str | None:
+    """A warning when the run has fewer optimiser steps than the weight average's horizon (1 / (1 - ema)): the
+    scored weights would then still be mostly the starting model's, which looks like a fine-tune that did not help.
+    """
+    steps = settings.epochs * math.ceil(rows / settings.batch_size)
+    if settings.ema <= 0.0 or steps >= 1.0 / (1.0 - settings.ema):
+        return None
+    horizon = round(1.0 / (1.0 - settings.ema))
+    return (
+        f"--epochs: {settings.epochs} epoch(s) of {rows} digits are {steps} steps, fewer than the weight average's "
+        f"horizon of {horizon} steps (--ema {settings.ema}); the scored weights stay close to the starting model's. "
+        "Raise --epochs or lower --ema"
+    )
 
 
 def _splits(labelled: Path, settings: FineTuneSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -225,11 +246,14 @@ def fine_tune_digit_cnn(
     arrays = _splits(Path(labelled), settings)
     images, labels, val_x, val_y = (torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in arrays)
     labels, val_y = labels.long(), val_y.long()
+    warnings = [w for w in (short_run_warning(settings, len(labels)),) if w]
+    for warning in warnings:
+        log.warning("expforge: warning: %s", warning)
     source_val = accuracy(model, val_x, val_y)
     tuned, best, by_epoch, best_epoch = fine_tune_network(model, images, labels, val_x, val_y, settings)
     result = FineTuneResult(
         output, best, source_val, best_epoch, by_epoch, len(labels), len(val_y),
-        time.perf_counter() - started, settings, dict(payload["architecture"]),
+        time.perf_counter() - started, settings, dict(payload["architecture"]), warnings,
     )  # fmt: skip
     params = {
         **dict(payload.get("params") or {}),
