@@ -55,10 +55,9 @@ def adapt(
     )
     describe(
         adapted,
-        {k: v for k, v in summary.items() if k != "output"},
+        {k: v for k, v in summary.items() if k != "output"},  # the architecture comes from the checkpoint
         framework="pytorch",
         format=CHECKPOINT_FORMAT,
         kind="digit-cnn",
-        architecture=dict(model.metadata.get("architecture") or {}),
     )
     return AdaptOutputs(val_accuracy=result.val_accuracy, chosen=result.chosen)

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from shifted_domains import shifted_domains, split_accuracy
+from test_hpo_pipeline_compile import run_component
 from typer.testing import CliRunner
 
 from expforge.adapt.core import adapt_digit_cnn
 from expforge.adapt.methods import SelfTrainSettings
 from expforge.cli import app
+from expforge.components.adapt import adapt
 from expforge.errors import ExpforgeError
 from expforge.train.checkpoint import save_checkpoint
 
@@ -76,3 +78,17 @@ def test_an_unknown_method_is_one_clear_error(domains: dict[str, Path]) -> None:
         adapt_digit_cnn(
             domains["model"], domains["target"], domains["target"], domains["root"] / "w.pt", methods=["dann"]
         )
+
+
+def test_the_component_runs_in_kfps_executor_and_records_the_checkpoints_architecture(
+    domains: dict[str, Path], tmp_path: Path
+) -> None:
+    inputs = {
+        "model": [{"uri": str(domains["model"]), "metadata": {}}],  # a search's winner carries no architecture
+        "real": [{"uri": str(domains["target"])}],
+    }
+    parameters, artifacts = run_component(adapt, tmp_path, {"methods": ["adabn"], "device": "cpu"}, inputs)
+    assert parameters["chosen"] in ("none", "adabn")
+    assert Path(artifacts["adapted"]["uri"]).is_file()
+    assert artifacts["adapted"]["metadata"]["architecture"]["width"] == 4
+    assert "candidate_adabn_val_accuracy" in artifacts["metrics"]["metadata"]

@@ -48,6 +48,7 @@ class AdaptResult:
     candidates: list[Candidate]
     unlabeled_rows: int
     val_rows: int
+    architecture: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class AdaptResult:
             "candidates": [asdict(c) for c in self.candidates],
             "unlabeled_rows": self.unlabeled_rows,
             "val_rows": self.val_rows,
+            "architecture": self.architecture,
         }
 
 
@@ -207,4 +209,5 @@ def adapt_digit_cnn(
         candidates,
         len(target),
         len(val_labels),
+        architecture,
     )
