@@ -4,6 +4,7 @@ recovers a deliberately shifted domain with the target's labels, picks its epoch
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_others(domains: d
     weights = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         output = domains["root"] / f"seed-{name}.pt"
-        settings = FineTuneSettings(**{**QUICK.__dict__, "seed": seed, "epochs": 2})
+        settings = replace(QUICK, seed=seed, epochs=2)
         fine_tune_digit_cnn(domains["model"], domains["target"], output, settings=settings, device="cpu")
         weights[name] = torch.load(output, weights_only=True)["model"]
     assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
@@ -68,7 +69,7 @@ def test_a_label_count_keeps_a_stratified_nested_subset(domains: dict[str, Path]
     assert labelled_subset(labels, 250, 1).tolist() != smaller.tolist()
     everything = list(range(len(labels)))
     assert labelled_subset(labels, 0, 0).tolist() == everything == labelled_subset(labels, 5000, 0).tolist()
-    settings = FineTuneSettings(**{**QUICK.__dict__, "epochs": 1, "labels": 30})
+    settings = replace(QUICK, epochs=1, labels=30)
     output = domains["root"] / "thirty.pt"
     result = fine_tune_digit_cnn(domains["model"], domains["target"], output, settings=settings, device="cpu")
     assert result.labelled_rows == 30
@@ -131,7 +132,7 @@ def test_the_component_runs_in_kfps_executor_and_logs_every_epoch(domains: dict[
 def test_settings_that_cannot_work_are_one_clear_error(
     domains: dict[str, Path], change: dict[str, float], message: str
 ) -> None:
-    settings = FineTuneSettings(**{**QUICK.__dict__, **change})
+    settings = replace(QUICK, **change)
     output = domains["root"] / "never.pt"
     with pytest.raises(ExpforgeError, match=message):
         fine_tune_digit_cnn(domains["model"], domains["target"], output, settings=settings, device="cpu")
@@ -140,15 +141,14 @@ def test_settings_that_cannot_work_are_one_clear_error(
 
 def test_data_without_labelled_train_or_val_digits_is_one_clear_error(domains: dict[str, Path]) -> None:
     root = domains["root"]
-    with pytest.raises(ExpforgeError, match="--labelled: no real val digits to choose the epoch on"):
-        only_train = root / "only-train"
-        write_dataset(only_train, [(np.zeros((28, 28), np.uint8), d, "train", {}) for d in range(10)])
-        fine_tune_digit_cnn(domains["model"], only_train, root / "a.pt", settings=QUICK, device="cpu")
-    with pytest.raises(ExpforgeError, match="labelled digit"):
-        one = root / "one-train"
-        write_dataset(one, [(np.zeros((28, 28), np.uint8), 1, s, {}) for s in ("train", "val")])
-        fine_tune_digit_cnn(domains["model"], one, root / "b.pt", settings=QUICK, device="cpu")
+    blank = np.zeros((28, 28), np.uint8)
+    write_dataset(root / "only-train", [(blank, d, "train", {}) for d in range(10)])
+    write_dataset(root / "one-train", [(blank, 1, split, {}) for split in ("train", "val")])
     other = save_checkpoint(root / "lm.pt", kind="gpt-lm", architecture={"layers": 2}, model={})
+    with pytest.raises(ExpforgeError, match="--labelled: no real val digits to choose the epoch on"):
+        fine_tune_digit_cnn(domains["model"], root / "only-train", root / "a.pt", settings=QUICK, device="cpu")
+    with pytest.raises(ExpforgeError, match="labelled digit"):
+        fine_tune_digit_cnn(domains["model"], root / "one-train", root / "b.pt", settings=QUICK, device="cpu")
     with pytest.raises(ExpforgeError, match="expected a 'digit-cnn' model"):
         fine_tune_digit_cnn(other, domains["target"], root / "c.pt", settings=QUICK, device="cpu")
     assert not any((root / name).exists() for name in ("a.pt", "b.pt", "c.pt"))

@@ -53,6 +53,10 @@ class FineTuneSettings:
     subset_seed: int = 0
     seed: int = 0
 
+    def steps(self, rows: int) -> int:
+        """Optimiser steps of a run over ``rows`` labelled digits (the one-cycle schedule's length)."""
+        return self.epochs * math.ceil(rows / self.batch_size)
+
     def validate(self) -> FineTuneSettings:
         if self.epochs < 1:
             raise ExpforgeError(f"--epochs: {self.epochs} is not a number of passes (1 or more)")
@@ -129,7 +133,7 @@ def short_run_warning(settings: FineTuneSettings, rows: int) -> str | None:
     """A warning when the run has fewer optimiser steps than the weight average's horizon (1 / (1 - ema)): the
     scored weights would then still be mostly the starting model's, which looks like a fine-tune that did not help.
     """
-    steps = settings.epochs * math.ceil(rows / settings.batch_size)
+    steps = settings.steps(rows)
     if settings.ema <= 0.0 or steps >= 1.0 / (1.0 - settings.ema):
         return None
     horizon = round(1.0 / (1.0 - settings.ema))
@@ -184,8 +188,9 @@ def fine_tune_network(
 
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    steps = settings.epochs * -(-len(images) // settings.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=steps, pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=settings.steps(len(images)), pct_start=0.15
+    )
     averaged = copy.deepcopy(model)
     decay = settings.ema
     best, best_epoch, best_state = -1.0, 0, copy.deepcopy(averaged.state_dict())
