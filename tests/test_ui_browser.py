@@ -46,9 +46,35 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def wait(browser, condition, message: str):
+    """Poll ``condition`` until it holds; a handle made stale by a page that re-rendered counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT_S).until(condition, message)
+    waiter = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return waiter.until(condition, message)
+
+
+def live(browser, selector: str) -> dict[str, str] | None:
+    """The text and class of the first element matching ``selector``, read in one script, or None when absent.
+
+    A live run page reloads itself when the run's state changes, so an element handle found in one call can be
+    gone by the next; reading both values inside the page leaves no handle to go stale.
+    """
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        " return e ? {text: e.textContent.trim(), cls: e.getAttribute('class') || ''} : null;",
+        selector,
+    )
+
+
+def text_of(browser, selector: str) -> str | None:
+    found = live(browser, selector)
+    return None if found is None else found["text"]
+
+
+def class_of(browser, selector: str) -> str:
+    found = live(browser, selector)
+    return "" if found is None else found["cls"]
 
 
 def screenshot(browser, shots: Path, name: str) -> None:
@@ -203,16 +229,16 @@ def test_run_page_updates_task_states_while_the_run_works(browser, tmp_path: Pat
             assert time.monotonic() < deadline and process.poll() is None, "the run did not start its first task"
             time.sleep(0.2)
         run_id = records[0].parent.name
-        with serve(root, tmp_path) as live:
-            browser.get(f"{live.url}/runs/{run_id}")
-            assert css(browser, "#run-state")[0].text == "running"
-            assert "RUNNING" in css(browser, 'g.node[data-key="wait-for"]')[0].get_attribute("class")
-            assert not css(browser, 'g.node[data-key="after"]')  # not started yet
+        with serve(root, tmp_path) as live_ui:
+            browser.get(f"{live_ui.url}/runs/{run_id}")
+            # the gate is shut: the run stays running with its first task at work until the test opens it
+            wait(browser, lambda b: text_of(b, "#run-state") == "running", "the page does not show a running run")
+            wait(browser, lambda b: "RUNNING" in class_of(b, 'g.node[data-key="wait-for"]'), "first task not running")
+            assert live(browser, 'g.node[data-key="after"]') is None  # not started yet
             screenshot(browser, shots, "live-running")
             gate.write_text("open")
-            wait(browser, lambda b: css(b, "#run-state") and css(b, "#run-state")[0].text == "succeeded", "no update")
-            wait(browser, lambda b: css(b, 'g.node[data-key="after"]'), "the second task never appeared")
-            assert "SUCCEEDED" in css(browser, 'g.node[data-key="after"]')[0].get_attribute("class")
+            wait(browser, lambda b: text_of(b, "#run-state") == "succeeded", "no update")
+            wait(browser, lambda b: "SUCCEEDED" in class_of(b, 'g.node[data-key="after"]'), "the second task never ran")
             screenshot(browser, shots, "live-done")
         assert process.wait(timeout=WAIT_S) == 0
         assert json.loads(records[0].read_text())["state"] == "SUCCEEDED"
