@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+import signal
 import subprocess
 import sys
 import time
@@ -263,3 +266,42 @@ def test_a_taken_port_is_one_clear_error(vertex: VertexStandin) -> None:
 
     with pytest.raises(ExpforgeError, match=f"--port: cannot listen on 127.0.0.1:{vertex.port}"):
         serve_vertex_standin(port=vertex.port)
+
+
+#: ``tgkill(2)``'s syscall number: a signal aimed at one thread of a process, which ``os.kill`` cannot do.
+TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _worker_threads_taking(pid: int, signum: int) -> list[int]:
+    """Thread ids of ``pid`` other than its main thread that do not block ``signum`` (from /proc)."""
+    taking = []
+    for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+        blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+        if tid != pid and not blocked & (1 << (signum - 1)):
+            taking.append(tid)
+    return taking
+
+
+def test_standalone_server_stops_when_sigterm_lands_on_a_grpc_thread() -> None:
+    """The kernel may hand a process-wide SIGTERM to any thread that does not block it, and gRPC's server has
+    several. Aimed at one of them, the signal used to leave the main thread in an unbounded wait for good."""
+    number = TGKILL.get(platform.machine())
+    if number is None or not Path("/proc/self/task").is_dir():
+        pytest.skip(f"no tgkill syscall number for {platform.machine()} or no /proc")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expforge.standins.vertex"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("endpoint: ")  # serving, its threads started
+        assert process.stdout.readline().startswith("ca_cert: ")
+        workers = _worker_threads_taking(process.pid, signal.SIGTERM)
+        assert workers, "the server runs no thread that could take the signal"
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(number, process.pid, workers[0], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+        assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

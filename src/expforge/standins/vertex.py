@@ -207,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with contextlib.suppress(KeyboardInterrupt):
-        stopped.wait()
+        # A bounded wait, in a loop: the kernel may hand SIGTERM to one of gRPC's threads, and Python runs the
+        # handler only when the main thread next executes bytecode, which an unbounded wait never lets it do.
+        while not stopped.wait(0.2):
+            pass
     standin.stop()
     return 0
 
