@@ -140,8 +140,10 @@ def build(
         winner, winner_val = best.best_model, best.best_val_accuracy
         if adapt_unlabeled_real:
             adapted = adapt(model=best.best_model, real=real.outputs["dataset"], device=device, seed=seed)
-            adapted.set_display_name("adapt the winner to unlabeled real train digits").set_cpu_limit(cpu)
-            adapted.set_memory_limit(memory)
+            adapted.set_display_name("adapt the winner to unlabeled real train digits")
+            set_resources(
+                adapted, cpu=cpu, memory=memory, accelerator_type=accelerator_type, accelerator_count=accelerator_count
+            )
             winner, winner_val = adapted.outputs["adapted"], adapted.outputs["val_accuracy"]
         if fine_tune_real_labels:
             tuned = fine_tune(model=winner, labelled=real.outputs["dataset"], epochs=fine_tune_epochs, device=device)

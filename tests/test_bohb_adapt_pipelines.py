@@ -81,6 +81,18 @@ def test_the_fine_tune_sits_between_the_adaptation_and_everything_that_reads_the
     )
 
 
+def test_adapt_and_fine_tune_get_the_trials_cpu_memory_and_accelerator(tmp_path: Path) -> None:
+    # both train on ``device``: one that asks for cuda needs the accelerator the trials are given
+    executors = compiled("mnist-synthetic-adapt-finetune", tmp_path)["deploymentSpec"]["executors"]
+    resources = {label: e["container"].get("resources") for label, e in executors.items()}
+    trial = next(r for label, r in resources.items() if label.startswith("exec-hyperband-trial"))
+    assert trial["accelerator"] == {
+        "resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
+        "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}",
+    }
+    assert resources["exec-adapt"] == resources["exec-fine-tune"] == trial
+
+
 def test_a_fine_tune_without_the_adaptation_is_one_clear_error() -> None:
     with pytest.raises(ExpforgeError, match=r"fine_tune_real_labels: the fine-tune follows the adaptation"):
         build(fine_tune_real_labels=True)
