@@ -271,7 +271,7 @@ def _fine_tune(source: Path, real: Path, settings: argparse.Namespace) -> tuple[
     import torch
     import torch.nn.functional as F
 
-    from expforge.adapt.core import accuracy, load_source_model
+    from expforge.adapt.core import load_source_model
     from expforge.train.digit_cnn import to_input
 
     tuned_path = settings.cache / f"fine-tuned-{os.getpid()}.pt"
@@ -286,13 +286,12 @@ def _fine_tune(source: Path, real: Path, settings: argparse.Namespace) -> tuple[
     finally:
         tuned_path.unlink(missing_ok=True)
     splits = {split: load_split(real, split) for split in ("val", "test")}
-    test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in splits["test"])
-    test = accuracy(model, test_x, test_y.long())
     with torch.no_grad():
         probabilities = {
             split: F.softmax(model(to_input(torch.from_numpy(np.ascontiguousarray(images)))), dim=1).numpy()
             for split, (images, _labels) in splits.items()
         }
+    test = float((probabilities["test"].argmax(axis=1) == splits["test"][1]).mean())
     return {
         "labels": result.labelled_rows, "epochs": options.epochs, "lr": options.lr,
         "strong_share": options.strong_share, "ema": options.ema, "best_epoch": result.best_epoch,

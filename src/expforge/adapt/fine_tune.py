@@ -167,6 +167,19 @@ def _splits(labelled: Path, settings: FineTuneSettings) -> tuple[np.ndarray, np.
     return images[kept], labels[kept], val_images, val_labels
 
 
+def _average_into(averaged: Any, model: Any, decay: float) -> None:
+    """One step of the weight average: ``averaged ← decay · averaged + (1 − decay) · model`` over the whole state,
+    batch-norm statistics included (the averaged network is scored as it stands); integer buffers are copied."""
+    import torch
+
+    with torch.no_grad():
+        for mean, value in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
+            if mean.dtype.is_floating_point:
+                mean.mul_(decay).add_(value, alpha=1 - decay)
+            else:
+                mean.copy_(value)
+
+
 def fine_tune_network(
     model: Any,
     images: Any,
@@ -192,7 +205,6 @@ def fine_tune_network(
         optimizer, max_lr=settings.lr, total_steps=settings.steps(len(images)), pct_start=0.15
     )
     averaged = copy.deepcopy(model)
-    decay = settings.ema
     best, best_epoch, best_state = -1.0, 0, copy.deepcopy(averaged.state_dict())
     by_epoch: list[float] = []
     for epoch in range(1, settings.epochs + 1):
@@ -211,12 +223,7 @@ def fine_tune_network(
             loss.backward()
             optimizer.step()
             schedule.step()
-            with torch.no_grad():
-                for mean, value in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
-                    if mean.dtype.is_floating_point:
-                        mean.mul_(decay).add_(value, alpha=1 - decay)
-                    else:
-                        mean.copy_(value)
+            _average_into(averaged, model, settings.ema)
         val = accuracy(averaged, val_images, val_labels)
         by_epoch.append(round(val, 4))
         if val >= best:
@@ -254,11 +261,12 @@ def fine_tune_digit_cnn(
     warnings = [w for w in (short_run_warning(settings, len(labels)),) if w]
     for warning in warnings:
         log.warning("expforge: warning: %s", warning)
+    architecture = dict(payload["architecture"])
     source_val = accuracy(model, val_x, val_y)
     tuned, best, by_epoch, best_epoch = fine_tune_network(model, images, labels, val_x, val_y, settings)
     result = FineTuneResult(
         output, best, source_val, best_epoch, by_epoch, len(labels), len(val_y),
-        time.perf_counter() - started, settings, dict(payload["architecture"]), warnings,
+        time.perf_counter() - started, settings, architecture, warnings,
     )  # fmt: skip
     params = {
         **dict(payload.get("params") or {}),
@@ -275,7 +283,7 @@ def fine_tune_digit_cnn(
     save_checkpoint(
         output,
         kind=KIND,
-        architecture=dict(payload["architecture"]),
+        architecture=architecture,
         model={k: v.detach().cpu() for k, v in tuned.state_dict().items()},
         params=params,
         history=list(payload.get("history") or []),
